@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Both work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_BUYERS ?= 20000
+DEMO_START ?= 2019-01-01
+DEMO_END ?= 2024-12-31
+
+.PHONY: demo test install dev lint typecheck bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+demo: $(VENV)/.installed
+	$(BIN)/riskmodel synth --out data/raw --buyers $(DEMO_BUYERS) --start $(DEMO_START) --end $(DEMO_END) --seed 7
+	$(BIN)/riskmodel validate data/raw --rejects data/interim/rejects --report data/interim/validation.json
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench pipelines
+	$(BIN)/ruff format --check src tests bench pipelines
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy src/riskmodel
+
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench pipelines
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

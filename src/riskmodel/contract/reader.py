@@ -1,0 +1,131 @@
+"""Find and read the raw tables of a dataset folder: Parquet file, folder of parts, or CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from riskmodel.contract.errors import ContractError
+from riskmodel.contract.mapping import Mapping, apply_mapping, derive_table
+from riskmodel.contract.schema import TABLE_COLUMNS, TABLES
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A table as read, with contract column names but values not yet typed or checked."""
+
+    name: str
+    source: str
+    frame: pd.DataFrame
+
+
+def locate(raw_dir: Path, name: str) -> Path | None:
+    """``NAME.parquet``, then a folder ``NAME/`` of Parquet parts, then ``NAME.csv``."""
+    for candidate in (raw_dir / f"{name}.parquet", raw_dir / name, raw_dir / f"{name}.csv"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """Read one Parquet file, Parquet folder or CSV file; CSV columns are read as text."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise ContractError(str(path), "empty file", "the file has 0 bytes")
+    try:
+        if path.is_dir():
+            parts = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+            if not parts:
+                raise ContractError(str(path), "empty folder", "no *.parquet parts inside")
+            table = pads.dataset(parts, format="parquet").to_table()
+        elif path.suffix.lower() == ".csv":
+            return _read_csv(path)
+        else:
+            table = pq.read_table(path)
+    except ContractError:
+        raise
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise ContractError(str(path), "unreadable file", str(exc).splitlines()[0]) from exc
+    return table.to_pandas(date_as_object=False)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # utf-8-sig strips a byte-order mark, which spreadsheet exports often write; every column
+    # is read as text and typed by the contract, so that a bad value becomes a rejected row.
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            encoding="utf-8-sig",
+            keep_default_na=False,
+            na_values=[""],
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise ContractError(str(path), "empty file", "no header row") from exc
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ContractError(str(path), "unreadable file", str(exc).splitlines()[0]) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_tables(raw_dir: str | Path, mapping: Mapping | None = None) -> dict[str, RawTable]:
+    """Read the three contract tables of ``raw_dir``, applying ``mapping`` where given.
+
+    Raises :class:`ContractError` for a missing table, an unreadable or empty file, or a
+    missing required column.
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ContractError(str(raw_dir), "missing folder", "RAW_DIR does not exist")
+    mapping = mapping or Mapping()
+    sources: dict[str, tuple[str, pd.DataFrame]] = {}
+
+    def source_of(name: str) -> tuple[str, pd.DataFrame]:
+        if name not in sources:
+            tm = mapping.for_table(name)
+            path = raw_dir / tm.file if tm.file else locate(raw_dir, name)
+            if path is None or not path.exists():
+                expected = tm.file or f"{name}.parquet, {name}/ or {name}.csv"
+                raise ContractError(
+                    str(raw_dir / (tm.file or f"{name}.*")),
+                    "missing table",
+                    f"table {name!r} not found (expected {expected})",
+                )
+            sources[name] = (str(path), read_file(path))
+        return sources[name]
+
+    tables: dict[str, RawTable] = {}
+    for name in TABLES:
+        tm = mapping.for_table(name)
+        if tm.empty:
+            cols = [c.name for c in TABLE_COLUMNS[name]]
+            tables[name] = RawTable(name, f"mapping: {name} is empty", pd.DataFrame(columns=cols))
+            continue
+        if tm.derive_from:
+            source, src_frame = source_of(tm.derive_from)
+            mapped = derive_table(apply_mapping(src_frame, name, tm, source), name)
+            source = f"{source} (derived {name})"
+        else:
+            source, src_frame = source_of(name)
+            mapped = apply_mapping(src_frame, name, tm, source)
+        _check_columns(mapped, name, source, allow_no_rows=(name == "events"))
+        tables[name] = RawTable(name, source, mapped)
+    return tables
+
+
+def _check_columns(frame: pd.DataFrame, name: str, source: str, allow_no_rows: bool) -> None:
+    for spec in TABLE_COLUMNS[name]:
+        if spec.required and spec.name not in frame.columns:
+            raise ContractError(
+                source,
+                "missing required column",
+                f"table {name} needs column {spec.name!r}; found {list(frame.columns)}",
+                column=spec.name,
+                fix="rename it in the export or map it with --mapping",
+            )
+    if len(frame) == 0 and not allow_no_rows:
+        raise ContractError(source, "empty table", f"table {name} has a header but no rows")
