@@ -1,0 +1,384 @@
+"""A synthetic buyer world with known ground truth.
+
+The generative model (documented for users in ``docs/synthetic-data.md``):
+
+* Each buyer has a latent *distance to default* ``X`` that moves as a Brownian motion with a
+  buyer drift, an idiosyncratic part and two shared factors, one per industry and one per
+  country. Shared factor shocks move many buyers together, so defaults cluster.
+* The buyer defaults the first time ``X`` reaches 0. Crossings between grid points are found
+  exactly with the Brownian-bridge crossing probability, so the default time is the
+  continuous-time first passage (its day is placed uniformly in the week it falls in).
+* A defaulted buyer stops paying and stops trading. A credit event is recorded ``L`` days
+  later, ``L`` uniform on {0, 5, ..., 30}; a live buyer never lets an invoice reach 60 days past
+  due, so the contract's bad outcome (event, or 90 days past due) happens exactly at the event.
+* Because ``X`` is a Brownian motion, ``P(first passage <= s | X(A) = x)`` has a closed form,
+  and ``pd_true`` (the probability of the contract's bad outcome within 365 days given the
+  state at ``A``) is exact: the mean of that closed form over the seven values of ``L``.
+* Invoices arrive as a Poisson process whose rate grows with buyer size and falls with distress
+  (buyers in trouble buy less) and with season; amounts grow with size; terms are 30 to 90
+  days; days beyond terms rise as ``X`` falls, with buyer habits, noise, seasonality and
+  disputes. Firmographics are partly missing.
+
+Everything is vectorised over buyers and invoices, one block of buyers at a time, so memory is
+bounded by the block size whatever the number of buyers. The same seed and block size give
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from scipy.special import ndtr
+
+YEAR = 365.0
+EVENT_LAGS = np.arange(0, 31, 5)  # days from default to the recorded credit event
+LIVE_MAX_DAYS_LATE = 59  # a live buyer pays every invoice by due + 59 days
+COUNTRIES = np.array(["DE", "FR", "GB", "IT", "ES", "NL", "BE", "PL", "SE", "US"])
+COUNTRY_WEIGHTS = np.array([0.2, 0.15, 0.13, 0.1, 0.08, 0.08, 0.06, 0.07, 0.05, 0.08])
+CURRENCIES = np.array(["EUR", "EUR", "GBP", "EUR", "EUR", "EUR", "EUR", "PLN", "SEK", "USD"])
+COUNTRY_VOL = np.array([0.15, 0.2, 0.2, 0.3, 0.3, 0.15, 0.2, 0.25, 0.15, 0.2])
+INDUSTRIES = np.array(["A", "C", "F", "G", "H", "I", "J", "M", "N", "Q"])
+INDUSTRY_WEIGHTS = np.array([0.04, 0.2, 0.12, 0.22, 0.08, 0.07, 0.07, 0.08, 0.07, 0.05])
+INDUSTRY_VOL = np.array([0.25, 0.3, 0.45, 0.3, 0.35, 0.45, 0.25, 0.2, 0.3, 0.15])
+INDUSTRY_LEVEL = np.array([0.1, 0.0, -0.35, -0.1, -0.15, -0.3, 0.05, 0.15, -0.1, 0.3])
+EVENT_TYPES = np.array(["insolvency", "default", "claim", "restructuring", "write_off"])
+EVENT_WEIGHTS = np.array([0.45, 0.25, 0.15, 0.1, 0.05])
+TERMS = np.array([30, 45, 60, 90])
+TERMS_WEIGHTS = np.array([0.45, 0.2, 0.25, 0.1])
+N_SUPPLIERS = 5000
+SIGMA_IDIO = 0.55  # per sqrt(year)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    n_buyers: int
+    start: dt.date
+    end: dt.date
+    seed: int = 0
+    truth_dates: list[dt.date] | None = None
+    chunk_buyers: int = 10_000
+    entrant_share: float = 0.35
+    invoices_per_year: float = 14.0  # median for a median-size buyer
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"--end {self.end} must be after --start {self.start}")
+        if self.truth_dates:
+            bad = [d for d in self.truth_dates if not self.start <= d <= self.end]
+            if bad:
+                raise ValueError(f"truth date {bad[0]} is outside [{self.start}, {self.end}]")
+
+    @property
+    def n_days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def resolved_truth_dates(self) -> list[dt.date]:
+        if self.truth_dates:
+            return sorted(set(self.truth_dates))
+        qe = pd.date_range(self.start, self.end, freq="QE")
+        return [d.date() for d in qe]
+
+
+def first_passage_prob(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, s: float) -> np.ndarray:
+    """P(min over (0, s] of x + mu t + sigma W_t <= 0), the Brownian first-passage law."""
+    x = np.maximum(x, 0.0)
+    sq = sigma * np.sqrt(s)
+    a = ndtr((-x - mu * s) / sq)
+    # exp(-2 mu x / sigma^2) * Phi(...) computed in logs to stay finite for large drifts
+    with np.errstate(over="ignore", divide="ignore"):
+        log_b = -2.0 * mu * x / sigma**2 + np.log(np.maximum(ndtr((-x + mu * s) / sq), 1e-300))
+    return np.clip(a + np.exp(np.minimum(log_b, 0.0)), 0.0, 1.0)
+
+
+def pd_within(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, horizon_days: int = 365) -> np.ndarray:
+    """P(credit event within ``horizon_days``) for a live buyer at distance ``x``."""
+    probs = [first_passage_prob(x, mu, sigma, (horizon_days - lag) / YEAR) for lag in EVENT_LAGS]
+    return np.mean(probs, axis=0)
+
+
+@dataclass
+class _Factors:
+    grid: np.ndarray  # day offsets from start, sorted, including 0, truth dates and the last day
+    industry: np.ndarray  # (n_industries, n_grid)
+    country: np.ndarray  # (n_countries, n_grid)
+
+
+def _factors(cfg: SynthConfig, truth_days: np.ndarray) -> _Factors:
+    rng = np.random.default_rng([cfg.seed, 1_000_003])
+    grid = np.unique(np.concatenate([np.arange(0, cfg.n_days, 7), truth_days, [cfg.n_days - 1]]))
+    dt_years = np.diff(grid) / YEAR
+
+    def walk(vol: np.ndarray) -> np.ndarray:
+        steps = rng.standard_normal((len(vol), len(dt_years))) * vol[:, None] * np.sqrt(dt_years)
+        return np.concatenate([np.zeros((len(vol), 1)), np.cumsum(steps, axis=1)], axis=1)
+
+    return _Factors(grid, walk(INDUSTRY_VOL), walk(COUNTRY_VOL))
+
+
+@dataclass
+class Block:
+    buyers: pd.DataFrame
+    invoices: pa.Table
+    events: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> Block:
+    rng = np.random.default_rng([cfg.seed, block])
+    start = np.datetime64(cfg.start, "D")
+    grid = fac.grid
+    n_grid = len(grid)
+
+    # ---- firmographics
+    cty = rng.choice(len(COUNTRIES), size=n, p=COUNTRY_WEIGHTS)
+    ind = rng.choice(len(INDUSTRIES), size=n, p=INDUSTRY_WEIGHTS)
+    log_emp = rng.normal(2.5, 1.5, n)
+    employees = np.maximum(1.0, np.round(np.exp(log_emp)))
+    revenue = np.round(employees * np.exp(rng.normal(11.6, 0.5, n)), -2)
+    age = np.clip(rng.lognormal(2.6, 0.8, n), 0.0, 150.0)
+    founded = (cfg.start.year - np.floor(age)).astype(np.int64)
+
+    # ---- latent credit quality at entry
+    quality = (
+        0.22 * (log_emp - 2.5)
+        + 0.25 * (np.log1p(age) - 2.6)
+        + INDUSTRY_LEVEL[ind]
+        + rng.normal(0.0, 0.45, n)
+    )
+    x0 = np.exp(np.log(2.15) + quality)
+    mu = rng.normal(0.0, 0.12, n) - 0.08 * (quality < -0.5)
+    sigma = np.sqrt(SIGMA_IDIO**2 + INDUSTRY_VOL[ind] ** 2 + COUNTRY_VOL[cty] ** 2)
+
+    # ---- trading start: at the start, or entering later on a grid point
+    entrant = rng.random(n) < cfg.entrant_share
+    entry_idx = np.where(entrant, rng.integers(0, n_grid - 1, n), 0)
+
+    # ---- latent paths on the grid (relative to entry), exact first passage via the bridge
+    dt_years = np.diff(grid) / YEAR
+    idio = rng.standard_normal((n, n_grid - 1)) * (SIGMA_IDIO * np.sqrt(dt_years))
+    incr = idio + mu[:, None] * dt_years
+    incr += np.diff(fac.industry, axis=1)[ind] + np.diff(fac.country, axis=1)[cty]
+    cum = np.concatenate([np.zeros((n, 1)), np.cumsum(incr, axis=1)], axis=1)
+    x = x0[:, None] + cum - cum[np.arange(n), entry_idx][:, None]
+    active_step = np.arange(n_grid - 1)[None, :] >= entry_idx[:, None]
+    x_lo, x_hi = x[:, :-1], x[:, 1:]
+    with np.errstate(over="ignore"):
+        p_bridge = np.exp(-2.0 * np.maximum(x_lo, 0) * np.maximum(x_hi, 0)
+                          / (sigma[:, None] ** 2 * dt_years[None, :]))
+    crossed = active_step & ((x_hi <= 0) | (rng.random(x_lo.shape) < p_bridge))
+    has_default = crossed.any(axis=1)
+    step = np.argmax(crossed, axis=1)
+    span = grid[step + 1] - grid[step]
+    default_day = np.where(
+        has_default, grid[step] + 1 + np.floor(rng.random(n) * span).astype(np.int64), 10**9
+    )
+    lag = rng.choice(EVENT_LAGS, size=n)
+    event_day = np.where(has_default, default_day + lag, 10**9)
+    entry_day = grid[entry_idx]
+
+    # ---- invoices: Poisson arrivals at a peak rate, thinned by distress and season
+    base_rate = cfg.invoices_per_year * np.exp(0.5 * (log_emp - 2.5) + rng.normal(0, 0.4, n))
+    base_rate = np.clip(base_rate, 1.0, 500.0) / YEAR  # per day
+    peak = base_rate * 1.15
+    last_day = np.minimum(default_day - 1, cfg.n_days - 1)
+    span_days = np.maximum(last_day - entry_day + 1, 0)
+    counts = rng.poisson(peak * span_days)
+    owner = np.repeat(np.arange(n), counts)
+    issue = entry_day[owner] + np.floor(rng.random(len(owner)) * span_days[owner]).astype(np.int64)
+    gidx = np.searchsorted(grid, issue, side="right") - 1
+    x_issue = x[owner, gidx]
+    month = ((start + issue).astype("datetime64[M]").astype(np.int64) % 12) + 1
+    season = 1.0 + 0.15 * np.cos(2 * np.pi * (month - 3) / 12) / 1.15
+    keep_p = np.clip(0.35 + 0.65 * np.clip(x_issue / 1.2, 0, 1), 0, 1) * season / 1.15
+    keep = rng.random(len(owner)) < keep_p
+    owner, issue = owner[keep], issue[keep]
+    order = np.lexsort((issue, owner))
+    owner, issue = owner[order], issue[order]
+    m = len(owner)
+
+    buyer_terms = rng.choice(TERMS, size=n, p=TERMS_WEIGHTS)
+    terms = np.where(rng.random(m) < 0.9, buyer_terms[owner], rng.choice(TERMS, size=m))
+    due = issue + terms
+    amount = np.round(np.exp(6.3 + 0.35 * log_emp[owner] + rng.normal(0, 0.8, m)), 2)
+    amount = np.maximum(amount, 1.0)
+
+    # payment: buyer habit + distress at the due date + season + noise (+ disputes)
+    habit = np.clip(rng.normal(-1.0, 6.0, n), -15, 25)
+    gdue = np.clip(np.searchsorted(grid, due, side="right") - 1, 0, n_grid - 1)
+    stress = np.clip((1.6 - x[owner, gdue]) / 1.6, 0, 1)
+    due_month = ((start + due).astype("datetime64[M]").astype(np.int64) % 12) + 1
+    seasonal = 4.0 * np.isin(due_month, (8, 12))
+    disputed = rng.random(m) < (0.015 + 0.05 * stress)
+    dbt = (
+        habit[owner]
+        + 40.0 * stress**1.5
+        + seasonal
+        + rng.normal(0, 1, m) * (3.0 + 8.0 * stress)
+        + disputed * rng.uniform(10, 35, m)
+    )
+    dbt = np.clip(np.round(dbt), -terms, LIVE_MAX_DAYS_LATE).astype(np.int64)
+    paid = due + dbt
+    unpaid = (paid >= default_day[owner]) | (paid > cfg.n_days - 1)
+
+    seq = np.arange(m) - np.searchsorted(owner, owner)  # running number within the buyer
+    buyer_num = first + np.arange(n)
+    buyer_ids = _ids("B", buyer_num, 7)
+    inv_ids = pc.binary_join_element_wise(
+        _ids("I", buyer_num[owner], 7), _ids("", seq, 5), "-"
+    )
+    n_sup = np.clip(np.round(np.exp(0.3 * log_emp)), 1, 8).astype(np.int64)
+    sup_base = rng.integers(0, N_SUPPLIERS, n)
+    supplier = (sup_base[owner] + 97 * rng.integers(0, n_sup[owner])) % N_SUPPLIERS
+
+    def dates(days: np.ndarray) -> np.ndarray:
+        return (start + days).astype("datetime64[D]")
+
+    paid_dates = pa.array(dates(paid), mask=unpaid)
+    invoices = pa.table(
+        {
+            "invoice_id": inv_ids,
+            "buyer_id": pc.take(buyer_ids, pa.array(owner)),
+            "supplier_id": _ids("S", supplier, 5),
+            "issue_date": pa.array(dates(issue)),
+            "due_date": pa.array(dates(due)),
+            "amount": pa.array(amount),
+            "currency": pa.array(CURRENCIES[cty][owner]),
+            "paid_date": paid_dates,
+            "disputed": pa.array(disputed),
+        }
+    )
+
+    buyers = pd.DataFrame(
+        {
+            "buyer_id": buyer_ids.to_numpy(zero_copy_only=False),
+            "country": COUNTRIES[cty],
+            "industry": INDUSTRIES[ind],
+            "founded_year": pd.array(
+                np.where(rng.random(n) < 0.1, -1, founded), dtype="Int64"
+            ),
+            "employees": np.where(rng.random(n) < 0.2 + 0.1 * (log_emp < 1.5), np.nan, employees),
+            "annual_revenue": np.where(rng.random(n) < 0.25, np.nan, revenue),
+        }
+    )
+    buyers.loc[buyers["founded_year"] == -1, "founded_year"] = pd.NA
+
+    # ---- events: the credit event, sometimes a claim after it
+    ev_mask = event_day <= cfg.n_days - 1
+    ev_buyers = np.flatnonzero(ev_mask)
+    ev_types = EVENT_TYPES[rng.choice(len(EVENT_TYPES), size=len(ev_buyers), p=EVENT_WEIGHTS)]
+    follow = rng.random(len(ev_buyers)) < 0.3
+    follow_day = event_day[ev_buyers] + rng.integers(30, 121, len(ev_buyers))
+    follow &= follow_day <= cfg.n_days - 1
+    events = pd.DataFrame(
+        {
+            "buyer_id": np.concatenate([buyers["buyer_id"].to_numpy()[ev_buyers],
+                                        buyers["buyer_id"].to_numpy()[ev_buyers[follow]]]),
+            "event_date": dates(np.concatenate([event_day[ev_buyers], follow_day[follow]])),
+            "event_type": np.concatenate([ev_types, np.full(follow.sum(), "claim")]),
+        }
+    ).sort_values(["buyer_id", "event_date"], kind="stable", ignore_index=True)
+
+    # ---- truth: exact PD of the bad outcome within 365 days, for buyers not in default at A
+    truth_parts = []
+    for day in _truth_days(cfg):
+        g = int(np.searchsorted(grid, day))
+        started = entry_day <= day
+        in_default = event_day <= day
+        pending = (default_day <= day) & ~in_default
+        live = started & ~in_default & ~pending
+        pdv = np.zeros(n)
+        pdv[live] = pd_within(x[live, g], mu[live], sigma[live])
+        pdv[pending & started] = 1.0
+        rows = started & ~in_default
+        truth_parts.append(
+            pd.DataFrame(
+                {
+                    "buyer_id": buyers["buyer_id"].to_numpy()[rows],
+                    "as_of": np.full(rows.sum(), start + day, dtype="datetime64[D]"),
+                    "pd_true": pdv[rows],
+                }
+            )
+        )
+    truth = pd.concat(truth_parts, ignore_index=True)
+    return Block(buyers, invoices, events, truth)
+
+
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    text = pc.utf8_lpad(pa.array(np.asarray(numbers, dtype=np.int64)).cast(pa.string()), width, "0")
+    return pc.binary_join_element_wise(prefix, text, "") if prefix else text
+
+
+def _truth_days(cfg: SynthConfig) -> np.ndarray:
+    return np.array([(d - cfg.start).days for d in cfg.resolved_truth_dates()], dtype=np.int64)
+
+
+def blocks(cfg: SynthConfig) -> Iterator[Block]:
+    """Generate the world one block of buyers at a time."""
+    fac = _factors(cfg, _truth_days(cfg))
+    for block, first in enumerate(range(0, cfg.n_buyers, cfg.chunk_buyers)):
+        n = min(cfg.chunk_buyers, cfg.n_buyers - first)
+        yield _block(cfg, fac, block, first, n)
+
+
+def write_world(cfg: SynthConfig, out: str | Path, progress: bool = False) -> dict[str, int]:
+    """Write ``buyers.parquet``, ``invoices/part-*.parquet``, ``events.parquet`` and
+    ``truth.parquet`` to ``out``; returns row counts. Memory is bounded by one block."""
+    out = Path(out)
+    inv_dir = out / "invoices"
+    out.mkdir(parents=True, exist_ok=True)
+    inv_dir.mkdir(exist_ok=True)
+    for old in inv_dir.glob("part-*.parquet"):
+        old.unlink()
+    counts = {"buyers": 0, "invoices": 0, "events": 0, "truth": 0}
+    writers: dict[str, pq.ParquetWriter] = {}
+    n_blocks = -(-cfg.n_buyers // cfg.chunk_buyers)
+    task_iter = _progress(blocks(cfg), n_blocks, "synth") if progress else blocks(cfg)
+    try:
+        for i, blk in enumerate(task_iter):
+            pq.write_table(blk.invoices, inv_dir / f"part-{i:05d}.parquet")
+            counts["invoices"] += blk.invoices.num_rows
+            for name, frame in (("buyers", blk.buyers), ("events", blk.events),
+                                ("truth", blk.truth)):
+                table = pa.Table.from_pandas(frame, schema=_SCHEMAS[name], preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(out / f"{name}.parquet", _SCHEMAS[name])
+                writers[name].write_table(table)
+                counts[name] += table.num_rows
+    finally:
+        for w in writers.values():
+            w.close()
+    return counts
+
+
+_SCHEMAS = {
+    "buyers": pa.schema(
+        [("buyer_id", pa.string()), ("country", pa.string()), ("industry", pa.string()),
+         ("founded_year", pa.int64()), ("employees", pa.float64()),
+         ("annual_revenue", pa.float64())]
+    ),
+    "events": pa.schema(
+        [("buyer_id", pa.string()), ("event_date", pa.date32()), ("event_type", pa.string())]
+    ),
+    "truth": pa.schema(
+        [("buyer_id", pa.string()), ("as_of", pa.date32()), ("pd_true", pa.float64())]
+    ),
+}
+
+
+def _progress(it: Iterator[Block], total: int, label: str) -> Iterator[Block]:
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        for item in it:
+            yield item
+            bar.advance(task)
