@@ -1,0 +1,161 @@
+"""``params.yaml``: one section per stage, validated once into a typed, strict object.
+
+Unknown keys are errors that name the key (``train.num_leavs: extra inputs are not
+permitted``), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Strict):
+    raw: str = "data/raw"
+    observed_until: dt.date | None = None
+    mapping: str | None = None
+
+
+class SnapshotParams(_Strict):
+    """The as-of dates of the training panel: a list, or a frequency from the first date with
+    ``history_days`` of history up to the last date whose label window is observed."""
+
+    dates: list[dt.date] | None = None
+    frequency: Literal["monthly", "quarterly"] | None = None
+    history_days: int = Field(365, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SnapshotParams:
+        if (self.dates is None) == (self.frequency is None):
+            raise ValueError("give exactly one of snapshots.dates and snapshots.frequency")
+        return self
+
+    def resolve(self, first_date: dt.date, last_date: dt.date) -> list[dt.date]:
+        """As-of dates between ``first_date + history_days`` and ``last_date``."""
+        if self.dates is not None:
+            return sorted(set(self.dates))
+        start = first_date + dt.timedelta(days=self.history_days)
+        freq = "ME" if self.frequency == "monthly" else "QE"
+        return [d.date() for d in pd.date_range(start, last_date, freq=freq)]
+
+
+class LabelParams(_Strict):
+    horizon_days: int = Field(365, gt=0)
+    dpd_threshold: int = Field(90, ge=0)
+
+
+class FeatureParams(_Strict):
+    windows: list[int] = [90, 180, 365]
+    chunk_invoices: int = Field(4_000_000, gt=0)
+
+    @field_validator("windows")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+
+class TrainParams(_Strict):
+    objective: Literal["binary"] = "binary"
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = Field(5, ge=-1)
+    learning_rate: float = Field(0.05, gt=0)
+    n_estimators: int = Field(600, gt=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    min_child_samples: int = Field(100, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    subsample_freq: int = Field(1, ge=0)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    seed: int = 42
+    test_dates: int = Field(2, ge=1)
+    validation_dates: int = Field(2, ge=1)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    monotone: dict[str, Literal[1, -1]] = {}
+    exclude_features: list[str] = []
+
+
+class CalibrationParams(_Strict):
+    method: Literal["isotonic", "platt"] = "isotonic"
+
+
+class MasterScaleParams(_Strict):
+    """Upper PD bounds of grades 1..10 (the last must be 1.0); grade D is for defaults."""
+
+    upper_bounds: list[float] = [0.0015, 0.003, 0.006, 0.012, 0.024, 0.048, 0.096, 0.19, 0.35, 1.0]
+
+    @field_validator("upper_bounds")
+    @classmethod
+    def _bands(cls, v: list[float]) -> list[float]:
+        if len(v) != 10 or any(b <= a for a, b in zip(v, v[1:], strict=False)) or v[-1] != 1.0:
+            raise ValueError("upper_bounds: 10 strictly increasing PD bounds ending at 1.0")
+        if v[0] <= 0:
+            raise ValueError("upper_bounds: the first bound must be > 0")
+        return v
+
+
+class EvaluateParams(_Strict):
+    ece_bins: int = Field(10, ge=2)
+    psi_bins: int = Field(10, ge=2)
+
+
+class PromoteParams(_Strict):
+    min_auc: float = 0.7
+    max_auc_drop: float = 0.005
+    max_ece: float = 0.01
+    max_score_psi: float = 0.25
+
+
+class RegistryParams(_Strict):
+    model_name: str = "buyer-risk"
+    experiment: str = "buyer-risk"
+
+
+class Params(_Strict):
+    data: DataParams = DataParams()
+    snapshots: SnapshotParams = SnapshotParams(frequency="quarterly")
+    label: LabelParams = LabelParams()
+    features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+    calibration: CalibrationParams = CalibrationParams()
+    master_scale: MasterScaleParams = MasterScaleParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
+    registry: RegistryParams = RegistryParams()
+
+
+class ParamsError(ValueError):
+    """params.yaml breaks the schema; the message names the key."""
+
+
+def load_params(path: str | Path | None) -> Params:
+    """Read ``params.yaml`` (or the defaults when ``path`` is None)."""
+    if path is None:
+        return Params()
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"{path}: cannot read: {exc}") from exc
+    return parse_params(raw, str(path))
+
+
+def parse_params(raw: Any, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{source}: {problems}") from exc
