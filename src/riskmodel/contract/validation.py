@@ -37,6 +37,8 @@ from riskmodel.contract.schema import (
 )
 
 DATE_DTYPE = "datetime64[s]"
+#: a text column needs at least this many values, none parseable, to be the wrong type
+WRONG_TYPE_MIN_VALUES = 3
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
@@ -65,7 +67,7 @@ def _coerce(
     series: pd.Series, kind: ColumnKind, source: str, column: str, date_format: str | None
 ) -> pd.Series:
     dtype = series.dtype
-    is_text = pd.api.types.is_string_dtype(dtype) or dtype == object
+    is_text = pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
     is_bool = pd.api.types.is_bool_dtype(dtype)
     is_num = pd.api.types.is_numeric_dtype(dtype) and not is_bool
     is_dt = pd.api.types.is_datetime64_any_dtype(dtype)
@@ -125,17 +127,22 @@ def type_table(raw: RawTable, mapping: Mapping | None = None) -> TypedTable:
             continue
         col = frame[spec.name]
         present = col.notna()
-        if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
-            present &= col.astype("str").str.strip().ne("").fillna(False).astype(bool)
+        if pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype):
+            text = col.astype("str").str.strip()
+            present &= text.ne("").fillna(False).astype(bool)
+            if spec.kind in ("float", "int"):
+                # NaN is missing, as it is in a Parquet float column once read
+                present &= ~text.str.lower().eq("nan").fillna(False).astype(bool)
         values = _coerce(
             col, spec.kind, raw.source, spec.name, mapping.date_format_for(raw.name, spec.name)
         )
+        values = values.where(present)  # a blank cell is missing, like an empty one
         bad = present & values.isna()
-        if spec.kind == "float":
-            # NaN typed in a float column counts as missing, inf is a value (checked later)
-            bad &= ~(pd.to_numeric(col, errors="coerce").isna() & ~present)
         n_present = int(present.sum())
-        if n_present and int(bad.sum()) == n_present and spec.kind != "string":
+        # a whole column that fails to parse is the wrong type, not a column of bad rows;
+        # a handful of values is too few to tell, so those are rejected row by row
+        if (n_present >= WRONG_TYPE_MIN_VALUES and int(bad.sum()) == n_present
+                and spec.kind != "string"):
             _wrong_type(raw.source, spec.name, spec.kind, col.dtype, col[present].iloc[0])
         typed[spec.name] = values
         missing[spec.name] = ~present
@@ -337,7 +344,13 @@ def infer_observed_until(typed: dict[str, TypedTable]) -> dt.date:
             if pd.notna(value) and (latest is None or value > latest):
                 latest = value
     if latest is None:
-        raise ContractError("invoices", "no dates", "no issue, paid or event date to observe")
+        raise ContractError(
+            typed["invoices"].source,
+            "no dates",
+            "no issue, paid or event date to observe",
+            column="issue_date",
+            fix="give the observation date explicitly (--observed-until)",
+        )
     return latest.date()
 
 
