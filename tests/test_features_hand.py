@@ -54,6 +54,9 @@ B1_EXPECTED = {
     # open at A: i3 (500, 16 days past due) and i5 (300, due in 20 days)
     "open_amount": 800, "overdue_1_30": 500, "overdue_31_60": 0, "overdue_61_90": 0,
     "overdue_90p": 0, "oldest_open_dpd": 16, "open_to_invoiced_12m": 800 / 3800,
+    "overdue_share_open": 500 / 800,
+    # due in (A-60, A]: only i3 (i2 fell due exactly 60 days before A), and it is unpaid
+    "due_60_unpaid_share": 1.0,
     "days_since_last_invoice": 10, "history_days": 426, "distinct_suppliers_365": 3,
     "disputed_share_365": 2000 / 3800,
     "age_years": 24, "log_revenue": math.log(1 + 1e6), "log_employees": math.log(51),
@@ -67,6 +70,7 @@ B2_EXPECTED = {
     "late_share_0_365": math.nan, "paydex_365": math.nan, "dbt_trend": math.nan,
     "invoice_count_90": 1, "invoice_amount_90": 100, "invoice_count_yoy_90": math.nan,
     "open_amount": 100, "overdue_1_30": 0, "oldest_open_dpd": -1,
+    "overdue_share_open": 0.0, "due_60_unpaid_share": math.nan,  # j1 falls due after A
     "open_to_invoiced_12m": 1.0, "days_since_last_invoice": 29, "history_days": 29,
     "distinct_suppliers_365": 1, "disputed_share_365": 0.0,
     "age_years": math.nan, "log_revenue": math.nan, "log_employees": math.nan,
@@ -80,6 +84,7 @@ B3_EXPECTED = {
     "invoice_count_yoy_90": 0.0, "invoice_amount_yoy_90": 0.0, "invoice_count_yoy_180": 0.0,
     "invoice_count_yoy_365": 0.0,
     "open_amount": 700, "overdue_90p": 700, "overdue_61_90": 0, "oldest_open_dpd": 365,
+    "overdue_share_open": 1.0, "due_60_unpaid_share": math.nan,
     "open_to_invoiced_12m": math.nan,  # nothing invoiced in the last 12 months
     "days_since_last_invoice": 395, "history_days": 546, "distinct_suppliers_365": 0,
     "disputed_share_365": math.nan, "age_years": 34, "log_employees": math.log(6),

@@ -62,7 +62,7 @@ def feature_names(cfg: FeatureConfig) -> list[str]:
     names += [
         "dbt_trend", "dbt_slope_monthly",
         "open_amount", "overdue_1_30", "overdue_31_60", "overdue_61_90", "overdue_90p",
-        "oldest_open_dpd", "open_to_invoiced_12m",
+        "oldest_open_dpd", "overdue_share_open", "due_60_unpaid_share", "open_to_invoiced_12m",
         "days_since_last_invoice", "history_days", "distinct_suppliers_365",
         "disputed_share_365",
         "age_years", "log_revenue", "log_employees", "industry", "country",
@@ -129,6 +129,10 @@ agg AS (
         coalesce(sum(amount) FILTER (is_open AND dpd BETWEEN 61 AND 90), 0) AS overdue_61_90,
         coalesce(sum(amount) FILTER (is_open AND dpd > 90), 0) AS overdue_90p,
         max(dpd) FILTER (is_open) AS oldest_open_dpd,
+        coalesce(sum(amount) FILTER (is_open AND dpd >= 1), 0)
+            / nullif(sum(amount) FILTER (is_open), 0) AS overdue_share_open,
+        coalesce(sum(amount) FILTER (is_open AND dpd >= 0 AND dpd < 60), 0)
+            / sum(amount) FILTER (dpd >= 0 AND dpd < 60) AS due_60_unpaid_share,
         coalesce(sum(amount) FILTER (issue_age < 365), 0) AS invoiced_12m,
         count(DISTINCT supplier) FILTER (issue_age < 365) AS distinct_suppliers_365,
         coalesce(sum(amount) FILTER (issue_age < 365 AND disputed), 0)

@@ -81,7 +81,9 @@ class TrainParams(_Strict):
     seed: int = 42
     test_dates: int = Field(2, ge=1)
     validation_dates: int = Field(2, ge=1)
-    holdout_share: float = Field(0.2, gt=0, lt=1)
+    holdout_share: float = Field(0.2, gt=0, lt=0.5)
+    embargo: bool = True
+    num_threads: int = Field(1, ge=1)
     monotone: dict[str, Literal[1, -1]] = {}
     exclude_features: list[str] = []
 

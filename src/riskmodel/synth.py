@@ -44,10 +44,10 @@ LIVE_MAX_DAYS_LATE = 59  # a live buyer pays every invoice by due + 59 days
 COUNTRIES = np.array(["DE", "FR", "GB", "IT", "ES", "NL", "BE", "PL", "SE", "US"])
 COUNTRY_WEIGHTS = np.array([0.2, 0.15, 0.13, 0.1, 0.08, 0.08, 0.06, 0.07, 0.05, 0.08])
 CURRENCIES = np.array(["EUR", "EUR", "GBP", "EUR", "EUR", "EUR", "EUR", "PLN", "SEK", "USD"])
-COUNTRY_VOL = np.array([0.15, 0.2, 0.2, 0.3, 0.3, 0.15, 0.2, 0.25, 0.15, 0.2])
+COUNTRY_VOL = np.array([0.1, 0.12, 0.12, 0.18, 0.18, 0.1, 0.12, 0.15, 0.1, 0.12])
 INDUSTRIES = np.array(["A", "C", "F", "G", "H", "I", "J", "M", "N", "Q"])
 INDUSTRY_WEIGHTS = np.array([0.04, 0.2, 0.12, 0.22, 0.08, 0.07, 0.07, 0.08, 0.07, 0.05])
-INDUSTRY_VOL = np.array([0.25, 0.3, 0.45, 0.3, 0.35, 0.45, 0.25, 0.2, 0.3, 0.15])
+INDUSTRY_VOL = np.array([0.15, 0.18, 0.27, 0.18, 0.21, 0.27, 0.15, 0.12, 0.18, 0.1])
 INDUSTRY_LEVEL = np.array([0.1, 0.0, -0.35, -0.1, -0.15, -0.3, 0.05, 0.15, -0.1, 0.3])
 EVENT_TYPES = np.array(["insolvency", "default", "claim", "restructuring", "write_off"])
 EVENT_WEIGHTS = np.array([0.45, 0.25, 0.15, 0.1, 0.05])
@@ -154,7 +154,7 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
         + INDUSTRY_LEVEL[ind]
         + rng.normal(0.0, 0.45, n)
     )
-    x0 = np.exp(np.log(2.15) + quality)
+    x0 = np.exp(np.log(2.05) + quality)
     mu = rng.normal(0.0, 0.12, n) - 0.08 * (quality < -0.5)
     sigma = np.sqrt(SIGMA_IDIO**2 + INDUSTRY_VOL[ind] ** 2 + COUNTRY_VOL[cty] ** 2)
 
@@ -212,17 +212,17 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
     amount = np.maximum(amount, 1.0)
 
     # payment: buyer habit + distress at the due date + season + noise (+ disputes)
-    habit = np.clip(rng.normal(-1.0, 6.0, n), -15, 25)
+    habit = np.clip(rng.normal(-1.0, 2.5, n), -10, 12)
     gdue = np.clip(np.searchsorted(grid, due, side="right") - 1, 0, n_grid - 1)
-    stress = np.clip((1.6 - x[owner, gdue]) / 1.6, 0, 1)
+    stress = np.clip((3.0 - x[owner, gdue]) / 3.0, 0, 1)
     due_month = ((start + due).astype("datetime64[M]").astype(np.int64) % 12) + 1
     seasonal = 4.0 * np.isin(due_month, (8, 12))
     disputed = rng.random(m) < (0.015 + 0.05 * stress)
     dbt = (
         habit[owner]
-        + 40.0 * stress**1.5
+        + 45.0 * stress**1.3
         + seasonal
-        + rng.normal(0, 1, m) * (3.0 + 8.0 * stress)
+        + rng.normal(0, 1, m) * (1.5 + 5.0 * stress)
         + disputed * rng.uniform(10, 35, m)
     )
     dbt = np.clip(np.round(dbt), -terms, LIVE_MAX_DAYS_LATE).astype(np.int64)
