@@ -153,3 +153,22 @@ def test_paydex_scale_points():
 
     got = paydex_score(np.array([-40.0, 0.0, 15.0, 30.0, 120.0, 400.0]))
     assert got.tolist() == [100.0, 80.0, 70.0, 50.0, 20.0, 1.0]
+
+
+def test_history_but_nothing_recent_is_zero_not_missing():
+    """A buyer whose only invoice was paid two years before A: counts and amounts are 0."""
+    from worlds import dataset
+
+    data = dataset(
+        [dict(invoice_id="i1", buyer_id="B1", supplier_id="S1", issue_date="2020-01-01",
+              due_date="2020-01-31", paid_date="2020-02-10", amount=100.0)],
+        [dict(buyer_id="B1", country="DE", industry="C")], [], d("2022-06-30"))
+    row = build_features(data.invoices, data.buyers, data.events, [d("2022-06-30")]).iloc[0]
+    assert row["history_days"] == 911
+    for name in ("invoice_count_90", "invoice_amount_365", "open_amount", "overdue_90p",
+                 "distinct_suppliers_365"):
+        assert row[name] == 0, name
+    for name in ("dbt_mean_365", "invoice_count_yoy_365", "open_to_invoiced_12m",
+                 "oldest_open_dpd", "disputed_share_365"):
+        assert pd.isna(row[name]), name
+    assert row["days_since_last_invoice"] == 911

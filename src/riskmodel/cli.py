@@ -227,3 +227,208 @@ def labels(
     rate = float(frame.loc[labelled, "bad"].astype(float).mean()) if labelled.any() else float("nan")
     typer.echo(f"wrote {len(frame):,} rows ({int(labelled.sum()):,} labelled, bad rate "
                f"{rate:.2%}) to {out}")
+
+
+def _read_frame(path: Path, what: str):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{path}: cannot read {what}: {exc}", 2) from exc
+
+
+@app.command()
+def train(
+    raw_dir: RawDir,
+    out: Annotated[Path, typer.Option("--out", help="MLflow pyfunc model directory to write.")],
+    params: ParamsOpt = None,
+    features_path: Annotated[
+        Path | None, typer.Option("--features", help="Features from `riskmodel features`.")
+    ] = None,
+    labels_path: Annotated[
+        Path | None, typer.Option("--labels", help="Labels from `riskmodel labels`.")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Log and register in MLflow.")
+    ] = True,
+    observed_until: ObservedUntil = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """Train the calibrated LightGBM PD model; log it to MLflow as the new challenger."""
+    import json
+
+    from riskmodel.features import FeatureConfig, build_features
+    from riskmodel.labels import compute_labels
+    from riskmodel.params import ParamsError, load_params
+    from riskmodel.provenance import fingerprint, git_commit
+    from riskmodel.training import TrainingError, train_model
+
+    if (features_path is None) != (labels_path is None):
+        raise _fail("give both --features and --labels, or neither", 2)
+    if features_path is not None and labels_path is not None:
+        try:
+            prm = load_params(params)
+        except ParamsError as exc:
+            raise _fail(str(exc), 2) from exc
+        feats, labs = _read_frame(features_path, "features"), _read_frame(labels_path, "labels")
+    else:
+        prm, data = _load_inputs(raw_dir, params, observed_until, mapping)
+        dates = _as_of_dates(None, prm, data)
+        cfg = FeatureConfig(windows=tuple(prm.features.windows),
+                            dpd_threshold=prm.label.dpd_threshold,
+                            chunk_invoices=prm.features.chunk_invoices)
+        feats = build_features(data.invoices, data.buyers, data.events, dates, cfg)
+        labs = compute_labels(data.invoices, data.events, dates, data.observed_until,
+                              prm.label.horizon_days, prm.label.dpd_threshold)
+    try:
+        result = train_model(feats, labs, prm)
+    except TrainingError as exc:
+        raise _fail(str(exc), 2) from exc
+
+    from riskmodel.registry import log_training, save_pyfunc
+
+    meta = result.metadata()
+    meta["raw_fingerprint"] = fingerprint(raw_dir)
+    save_pyfunc(result.model, out, {"training.json": meta})
+    typer.echo(
+        f"trained on {meta['split']['train']['rows']:,} rows ({meta['split']['kind']}), "
+        f"{meta['best_iteration']} trees, {meta['n_leaves_total']} leaves -> {out}"
+    )
+    if register:
+        reg = log_training(
+            result.model,
+            params=prm.model_dump(mode="json"),
+            metrics={"best_iteration": meta["best_iteration"],
+                     "n_leaves_total": meta["n_leaves_total"],
+                     "train_rows": meta["split"]["train"]["rows"],
+                     "valid_rows": meta["split"]["valid"]["rows"],
+                     "test_rows": meta["split"]["test"]["rows"]},
+            tags={"git_commit": git_commit(), "raw_fingerprint": meta["raw_fingerprint"],
+                  "split_kind": meta["split"]["kind"]},
+            artifacts={"features.json": {"features": result.model.spec.names,
+                                         "categories": result.model.spec.categories},
+                       "training.json": meta},
+            experiment=prm.registry.experiment,
+            model_name=prm.registry.model_name,
+        )
+        (out / "registry.json").write_text(json.dumps(
+            {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version},
+            indent=2) + "\n")
+        typer.echo(f"registered {reg.model_name} version {reg.version} as challenger "
+                   f"(run {reg.run_id})")
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory from `riskmodel train`.")],
+    features_path: Annotated[Path, typer.Option("--features", help="Features parquet.")],
+    labels_path: Annotated[Path, typer.Option("--labels", help="Labels parquet.")],
+    params: ParamsOpt = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for tables and plots.")] = Path(
+        "reports"),
+    metrics_path: Annotated[
+        Path, typer.Option("--metrics", help="JSON metrics file (DVC metrics).")
+    ] = Path("metrics.json"),
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="truth.parquet of a synthetic world: adds "
+                                                  "the oracle AUC.")
+    ] = None,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="Log to the MLflow run.")] = True,
+) -> None:
+    """Validation report on the out-of-time test set; logged to the model's MLflow run."""
+    import json
+
+    import pandas as pd
+
+    from riskmodel.evaluation import evaluate as run_evaluation
+    from riskmodel.model import load_model_dir, model_files
+    from riskmodel.params import ParamsError, load_params
+    from riskmodel.plots import draw
+    from riskmodel.training import TrainingError, build_panel, split_panel
+
+    try:
+        prm = load_params(params)
+        model = load_model_dir(model_dir)
+        panel = build_panel(_read_frame(features_path, "features"),
+                            _read_frame(labels_path, "labels"))
+        split = split_panel(panel, prm)
+    except (ParamsError, FileNotFoundError, TrainingError) as exc:
+        raise _fail(str(exc), 2) from exc
+    trained = json.loads((model_files(model_dir) / "training.json").read_text())
+    if trained["split"]["dates"] != split.dates:
+        raise _fail("the split of these features/labels differs from the model's training "
+                    f"split ({trained['split']['dates']} vs {split.dates}): evaluate the "
+                    "data the model was trained on", 2)
+    drop = ["bad", "in_default"]
+    test_pred = model.predict(split.test.drop(columns=drop))
+    train_pred = model.predict(split.train.drop(columns=drop))
+    oracle = None
+    if truth is not None:
+        t = pd.read_parquet(truth)
+        t["as_of"] = pd.to_datetime(t["as_of"]).astype("datetime64[s]")
+        joined = split.test[["buyer_id", "as_of"]].merge(t, on=["buyer_id", "as_of"],
+                                                         how="left")
+        if joined["pd_true"].isna().any():
+            raise _fail(f"{truth}: {int(joined['pd_true'].isna().sum())} test rows have no "
+                        "pd_true (is this the truth of the same world?)", 2)
+        oracle = joined["pd_true"].to_numpy()
+    ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
+                        model.scale, prm.evaluate.ece_bins, prm.evaluate.psi_bins, oracle)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
+              "feature_psi.csv": ev.feature_psi, "grade_distribution.csv": ev.grade_distribution}
+    files = []
+    for name, frame in tables.items():
+        frame.to_csv(out_dir / name, index=False)
+        files.append(out_dir / name)
+    files += draw(ev, out_dir)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps({k: round(v, 6) for k, v in ev.metrics.items()},
+                                       indent=2, sort_keys=True) + "\n")
+    from riskmodel.reporting import print_evaluation
+
+    print_evaluation(ev)
+    reg_file = model_dir / "registry.json"
+    if log and reg_file.exists():
+        from riskmodel.registry import log_evaluation
+
+        log_evaluation(json.loads(reg_file.read_text())["run_id"], ev.metrics,
+                       [*files, metrics_path])
+
+
+@app.command()
+def promote(
+    params: ParamsOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the decision as JSON here.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when the challenger fails a gate.")
+    ] = False,
+) -> None:
+    """Move alias champion to the challenger if it passes the gates in params."""
+    import json
+
+    from riskmodel.params import ParamsError, load_params
+    from riskmodel.registry import promote as run_promotion
+
+    try:
+        prm = load_params(params)
+    except ParamsError as exc:
+        raise _fail(str(exc), 2) from exc
+    decision = run_promotion(prm.registry.model_name, prm.promote)
+    for g in decision.gates:
+        mark = "pass" if g["passed"] else "FAIL"
+        typer.echo(f"  {mark}  {g['gate']}: {g['detail']}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
+    name = prm.registry.model_name
+    if decision.promoted:
+        typer.echo(f"{name} version {decision.challenger} is the champion")
+    else:
+        failed = ", ".join(g["gate"] for g in decision.failed())
+        typer.echo(f"{name} version {decision.challenger} not promoted: failed {failed}")
+        if strict:
+            raise typer.Exit(1)

@@ -71,28 +71,40 @@ def feature_names(cfg: FeatureConfig) -> list[str]:
     return names
 
 
+def _when(cond: str, expr: str) -> str:
+    """``CASE WHEN cond THEN expr END``: DuckDB runs many conditional aggregates over one
+    scan 2-3x faster written this way than as ``agg(expr) FILTER (WHERE cond)``."""
+    return f"CASE WHEN {cond} THEN {expr} END"
+
+
 def _window_sql(w: int) -> str:
     paid = f"paid_age < {w}"
     issued = f"issue_age < {w}"
     prev = f"issue_age >= 365 AND issue_age < {365 + w}"
+    paid_amt = f"sum({_when(paid, 'amount')})"
+    n_issued = f"count({_when(issued, '1')})"
+    amt_issued = f"coalesce(sum({_when(issued, 'amount')}), 0)"
+    late = "coalesce(sum({}), 0) / {}"
     return f"""
-        avg(dbt) FILTER ({paid}) AS dbt_mean_{w},
-        sum(dbt * amount) FILTER ({paid}) / sum(amount) FILTER ({paid}) AS dbt_wmean_{w},
-        quantile_cont(dbt, 0.9) FILTER ({paid}) AS dbt_p90_{w},
-        max(dbt) FILTER ({paid}) AS dbt_max_{w},
-        coalesce(sum(amount) FILTER ({paid} AND dbt > 0), 0) / sum(amount) FILTER ({paid})
-            AS late_share_0_{w},
-        coalesce(sum(amount) FILTER ({paid} AND dbt > 30), 0) / sum(amount) FILTER ({paid})
-            AS late_share_30_{w},
-        coalesce(sum(amount) FILTER ({paid} AND dbt > 60), 0) / sum(amount) FILTER ({paid})
-            AS late_share_60_{w},
-        sum(paydex * amount) FILTER ({paid}) / sum(amount) FILTER ({paid}) AS paydex_{w},
-        count(*) FILTER ({issued}) AS invoice_count_{w},
-        coalesce(sum(amount) FILTER ({issued}), 0) AS invoice_amount_{w},
-        count(*) FILTER ({issued})::DOUBLE / nullif(count(*) FILTER ({prev}), 0)
-            AS invoice_count_yoy_{w},
-        coalesce(sum(amount) FILTER ({issued}), 0) / nullif(sum(amount) FILTER ({prev}), 0)
-            AS invoice_amount_yoy_{w},"""
+        avg({_when(paid, 'dbt')}) AS dbt_mean_{w},
+        sum({_when(paid, 'dbt * amount')}) / {paid_amt} AS dbt_wmean_{w},
+        quantile_cont({_when(paid, 'dbt')}, 0.9) AS dbt_p90_{w},
+        max({_when(paid, 'dbt')}) AS dbt_max_{w},
+        {late.format(_when(paid + ' AND dbt > 0', 'amount'), paid_amt)} AS late_share_0_{w},
+        {late.format(_when(paid + ' AND dbt > 30', 'amount'), paid_amt)} AS late_share_30_{w},
+        {late.format(_when(paid + ' AND dbt > 60', 'amount'), paid_amt)} AS late_share_60_{w},
+        sum({_when(paid, 'paydex * amount')}) / {paid_amt} AS paydex_{w},
+        {n_issued} AS invoice_count_{w},
+        {amt_issued} AS invoice_amount_{w},
+        {n_issued}::DOUBLE / nullif(count({_when(prev, '1')}), 0) AS invoice_count_yoy_{w},
+        {amt_issued} / nullif(sum({_when(prev, 'amount')}), 0) AS invoice_amount_yoy_{w},"""
+
+
+#: features that are 0, not missing, for a buyer with history but nothing recent
+_ZERO_WHEN_NOTHING_RECENT = (
+    "open_amount", "overdue_1_30", "overdue_31_60", "overdue_61_90", "overdue_90p",
+    "distinct_suppliers_365",
+)
 
 
 def _chunk_sql(cfg: FeatureConfig) -> str:
@@ -100,6 +112,10 @@ def _chunk_sql(cfg: FeatureConfig) -> str:
     short = min(cfg.windows)
     lookback = 365 + longest
     windows = "".join(_window_sql(w) for w in cfg.windows)
+    zero_cols = [*(f"invoice_count_{w}" for w in cfg.windows),
+                 *(f"invoice_amount_{w}" for w in cfg.windows), *_ZERO_WHEN_NOTHING_RECENT]
+    zeros = ", ".join(f"coalesce(agg.{c}, 0) AS {c}" for c in zero_cols)
+    is_open = "is_open"
     return f"""
 WITH
 panel AS (
@@ -123,20 +139,22 @@ x AS (
 ),
 agg AS (
     SELECT buyer, as_of,{windows}
-        coalesce(sum(amount) FILTER (is_open), 0) AS open_amount,
-        coalesce(sum(amount) FILTER (is_open AND dpd BETWEEN 1 AND 30), 0) AS overdue_1_30,
-        coalesce(sum(amount) FILTER (is_open AND dpd BETWEEN 31 AND 60), 0) AS overdue_31_60,
-        coalesce(sum(amount) FILTER (is_open AND dpd BETWEEN 61 AND 90), 0) AS overdue_61_90,
-        coalesce(sum(amount) FILTER (is_open AND dpd > 90), 0) AS overdue_90p,
-        max(dpd) FILTER (is_open) AS oldest_open_dpd,
-        coalesce(sum(amount) FILTER (is_open AND dpd >= 1), 0)
-            / nullif(sum(amount) FILTER (is_open), 0) AS overdue_share_open,
-        coalesce(sum(amount) FILTER (is_open AND dpd >= 0 AND dpd < 60), 0)
-            / sum(amount) FILTER (dpd >= 0 AND dpd < 60) AS due_60_unpaid_share,
-        coalesce(sum(amount) FILTER (issue_age < 365), 0) AS invoiced_12m,
-        count(DISTINCT supplier) FILTER (issue_age < 365) AS distinct_suppliers_365,
-        coalesce(sum(amount) FILTER (issue_age < 365 AND disputed), 0)
-            / sum(amount) FILTER (issue_age < 365) AS disputed_share_365
+        coalesce(sum({_when(is_open, 'amount')}), 0) AS open_amount,
+        coalesce(sum({_when('is_open AND dpd BETWEEN 1 AND 30', 'amount')}), 0) AS overdue_1_30,
+        coalesce(sum({_when('is_open AND dpd BETWEEN 31 AND 60', 'amount')}), 0)
+            AS overdue_31_60,
+        coalesce(sum({_when('is_open AND dpd BETWEEN 61 AND 90', 'amount')}), 0)
+            AS overdue_61_90,
+        coalesce(sum({_when('is_open AND dpd > 90', 'amount')}), 0) AS overdue_90p,
+        max({_when(is_open, 'dpd')}) AS oldest_open_dpd,
+        coalesce(sum({_when('is_open AND dpd >= 1', 'amount')}), 0)
+            / nullif(sum({_when(is_open, 'amount')}), 0) AS overdue_share_open,
+        coalesce(sum({_when('is_open AND dpd >= 0 AND dpd < 60', 'amount')}), 0)
+            / sum({_when('dpd >= 0 AND dpd < 60', 'amount')}) AS due_60_unpaid_share,
+        coalesce(sum({_when('issue_age < 365', 'amount')}), 0) AS invoiced_12m,
+        count(DISTINCT {_when('issue_age < 365', 'supplier')}) AS distinct_suppliers_365,
+        coalesce(sum({_when('issue_age < 365 AND disputed', 'amount')}), 0)
+            / sum({_when('issue_age < 365', 'amount')}) AS disputed_share_365
     FROM x GROUP BY buyer, as_of
 ),
 monthly AS (
@@ -153,7 +171,9 @@ last_issue AS (
     FROM panel p ASOF JOIN (SELECT DISTINCT buyer, issue_date FROM inv) d
       ON p.buyer = d.buyer AND d.issue_date <= p.as_of
 )
-SELECT p.buyer, p.as_of, agg.* EXCLUDE (buyer, as_of, invoiced_12m),
+SELECT p.buyer, p.as_of,
+       agg.* EXCLUDE (buyer, as_of, invoiced_12m, {", ".join(zero_cols)}),
+       {zeros},
        agg.dbt_wmean_{short} - agg.dbt_wmean_{longest} AS dbt_trend,
        slope.dbt_slope_monthly,
        agg.open_amount / nullif(agg.invoiced_12m, 0) AS open_to_invoiced_12m,

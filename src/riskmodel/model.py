@@ -23,6 +23,8 @@ from riskmodel.calibration import Calibrator
 from riskmodel.masterscale import DEFAULT_GRADE, MasterScale
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
+#: the folder, inside an MLflow pyfunc model directory, that holds the model files
+ARTIFACT_KEY = "riskmodel"
 FILES = {
     "booster": "booster.txt",
     "calibration": "calibration.json",
@@ -125,6 +127,23 @@ class RiskModel:
         scale = MasterScale(_read_json(directory / FILES["master_scale"])["upper_bounds"])
         spec = FeatureSpec.from_dict(_read_json(directory / FILES["features"]))
         return cls(booster, cal, scale, spec)
+
+
+def model_files(model_dir: str | Path) -> Path:
+    """The model files of an MLflow pyfunc model directory (or the files folder itself)."""
+    model_dir = Path(model_dir)
+    for candidate in (model_dir / "artifacts" / ARTIFACT_KEY, model_dir):
+        if (candidate / FILES["booster"]).exists():
+            return candidate
+    raise FileNotFoundError(
+        f"{model_dir}: not a riskmodel model directory (no artifacts/{ARTIFACT_KEY}/"
+        f"{FILES['booster']})"
+    )
+
+
+def load_model_dir(model_dir: str | Path) -> RiskModel:
+    """Load the model from a ``riskmodel train`` output without importing MLflow."""
+    return RiskModel.load(model_files(model_dir))
 
 
 def sha256(path: Path) -> str:

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from riskmodel.contract.errors import ContractError
 from riskmodel.contract.mapping import Mapping
@@ -173,6 +176,51 @@ class RuleContext:
     accepted_buyers: pd.Index | None = None
 
 
+def _arrow(series: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
+    return pyarrow.array(series.astype("str"), from_pandas=True)
+
+
+def not_duplicated(series: pd.Series) -> pd.Series:
+    """True for the first occurrence of each value (nulls never count as duplicates).
+
+    Values are hashed to 64 bits by DuckDB, sorted stably, and runs of equal hashes are
+    confirmed on the values themselves, so a hash collision can never reject a row: several
+    times faster than pandas on millions of strings."""
+    n = len(series)
+    valid = ~series.isna().to_numpy()
+    con = duckdb.connect()
+    try:
+        con.register("t", pyarrow.table({"v": _arrow(series)}))
+        hashes = con.sql("SELECT hash(v) AS h FROM t").fetchnumpy()["h"]
+    finally:
+        con.close()
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    order = np.argsort(hashes, kind="stable")
+    sorted_h = hashes[order]
+    same = np.flatnonzero(sorted_h[1:] == sorted_h[:-1]) + 1  # sorted positions of repeats
+    keep = np.ones(n, dtype=bool)
+    if len(same):
+        values = series.to_numpy(dtype=object)
+        is_start = np.ones(n, dtype=bool)
+        is_start[same] = False
+        run_start = np.maximum.accumulate(np.where(is_start, np.arange(n), 0))
+        rows = order[same]
+        firsts = order[run_start[same]]
+        dup = values[rows] == values[firsts]
+        keep[rows[dup]] = False
+    return pd.Series(keep | ~valid, index=series.index)
+
+
+def is_in(series: pd.Series, values: Any) -> pd.Series:
+    """``series.isin(values)`` computed in Arrow (pandas falls back to Python objects for
+    Arrow-backed strings)."""
+    value_set = pyarrow.array(pd.Index(values).astype("str").to_numpy(dtype=object),
+                              type=pyarrow.string())
+    out = pc.is_in(_arrow(series), value_set=value_set)
+    return pd.Series(np.asarray(out.to_numpy(zero_copy_only=False), dtype=bool),
+                     index=series.index)
+
+
 def _check(fn: Callable[[pd.DataFrame], pd.Series], name: str) -> pa.Check:
     return pa.Check(fn, name=name, error=name)
 
@@ -187,8 +235,8 @@ def row_checks(table: str, ctx: RuleContext) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if table == "buyers":
         checks = [
-            _check(lambda d: ~d["buyer_id"].duplicated(keep="first"), "duplicate_buyer_id"),
-            _check(lambda d: d["country"].isin(COUNTRY_CODES) | d["country"].isna(),
+            _check(lambda d: not_duplicated(d["buyer_id"]), "duplicate_buyer_id"),
+            _check(lambda d: is_in(d["country"], sorted(COUNTRY_CODES)) | d["country"].isna(),
                    "invalid_country"),
             _check(
                 lambda d: d["founded_year"].isna()
@@ -202,9 +250,9 @@ def row_checks(table: str, ctx: RuleContext) -> list[pa.Check]:
         known, accepted = ctx.known_buyers, ctx.accepted_buyers
         max_terms = pd.Timedelta(days=MAX_TERMS_DAYS)
         checks = [
-            _check(lambda d: ~d["invoice_id"].duplicated(keep="first"), "duplicate_invoice_id"),
-            _check(lambda d: d["buyer_id"].isin(known), "unknown_buyer_id"),
-            _check(lambda d: d["buyer_id"].isin(accepted), "buyer_rejected"),
+            _check(lambda d: not_duplicated(d["invoice_id"]), "duplicate_invoice_id"),
+            _check(lambda d: is_in(d["buyer_id"], known), "unknown_buyer_id"),
+            _check(lambda d: is_in(d["buyer_id"], accepted), "buyer_rejected"),
             _check(lambda d: ~np.isinf(d["amount"]), "amount_not_finite"),
             _check(lambda d: ~(d["amount"] <= 0), "amount_not_positive"),
             _check(lambda d: ~(d["due_date"] < d["issue_date"]), "due_before_issue"),
@@ -215,16 +263,18 @@ def row_checks(table: str, ctx: RuleContext) -> list[pa.Check]:
             _check(lambda d: ~(d["paid_date"] > ou), "paid_after_observed_until"),
             _check(
                 lambda d: d["currency"].isna()
-                | d["currency"].str.fullmatch(CURRENCY_PATTERN).fillna(False).astype(bool),
+                | pd.Series(np.asarray(pc.match_substring_regex(
+                    _arrow(d["currency"]), CURRENCY_PATTERN).to_numpy(zero_copy_only=False),
+                    dtype=bool), index=d.index),
                 "invalid_currency",
             ),
         ]
     elif table == "events":
         known, accepted = ctx.known_buyers, ctx.accepted_buyers
         checks = [
-            _check(lambda d: d["buyer_id"].isin(known), "unknown_buyer_id"),
-            _check(lambda d: d["buyer_id"].isin(accepted), "buyer_rejected"),
-            _check(lambda d: d["event_type"].isin(EVENT_TYPES) | d["event_type"].isna(),
+            _check(lambda d: is_in(d["buyer_id"], known), "unknown_buyer_id"),
+            _check(lambda d: is_in(d["buyer_id"], accepted), "buyer_rejected"),
+            _check(lambda d: is_in(d["event_type"], EVENT_TYPES) | d["event_type"].isna(),
                    "unknown_event_type"),
             _check(lambda d: ~(d["event_date"] > ou), "event_after_observed_until"),
         ]

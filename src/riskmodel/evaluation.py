@@ -1,0 +1,163 @@
+"""Model validation as a validator at an insurer would do it: discrimination, calibration,
+grade-level back-testing, stability; computed apart from drawing (``plots``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
+
+from riskmodel.masterscale import MasterScale
+
+
+def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(np.max(tpr - fpr))
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-count bins of predicted PD (PDs of a credit book
+    crowd near 0, where equal-width bins would put nearly everyone in one bin)."""
+    table = calibration_table(y, p, bins)
+    return float(np.sum(table["n"] / table["n"].sum()
+                        * np.abs(table["mean_pd"] - table["observed_rate"])))
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    order = np.argsort(p, kind="stable")
+    groups = np.array_split(order, bins)
+    rows = [{"bin": i + 1, "n": len(g), "mean_pd": float(np.mean(p[g])),
+             "observed_rate": float(np.mean(y[g]))} for i, g in enumerate(groups) if len(g)]
+    return pd.DataFrame(rows)
+
+
+def discrimination(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, float]:
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    auc = float(roc_auc_score(y, p))
+    return {
+        "auc": auc,
+        "gini": 2 * auc - 1,
+        "ks": ks_statistic(y, p),
+        "brier": float(brier_score_loss(y, p)),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1])),
+        "ece": ece(y, p, bins),
+        "mean_pd": float(p.mean()),
+        "bad_rate": float(y.mean()),
+        "n": float(len(y)),
+    }
+
+
+def grade_table(y: np.ndarray, p: np.ndarray, grades: np.ndarray,
+                scale: MasterScale) -> pd.DataFrame:
+    """Back-test per grade: binomial and Jeffreys tests of the grade's mean PD against its
+    observed bad rate (one-sided: is the PD too low?), a traffic light at 95% and 99.9%,
+    and the two-sided 99.9% binomial band of the observed rate."""
+    frame = pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float),
+                          "grade": np.asarray(grades).astype(str)})
+    bands = scale.bands()
+    rows = []
+    for band in bands.itertuples():
+        g = frame[frame["grade"] == band.grade]
+        n, k = len(g), int(g["y"].sum())
+        row: dict[str, Any] = {"grade": band.grade, "pd_lower": band.pd_lower,
+                               "pd_upper": band.pd_upper, "buyers": n, "bads": k}
+        if n:
+            mp = float(g["p"].mean())
+            binom_p = float(stats.binom.sf(k - 1, n, mp))
+            jeffreys_p = float(stats.beta.cdf(mp, k + 0.5, n - k + 0.5))
+            lo, hi = stats.binom.ppf([0.0005, 0.9995], n, mp)
+            row |= {
+                "mean_pd": mp, "observed_rate": k / n, "binomial_p": binom_p,
+                "jeffreys_p": jeffreys_p,
+                "light": "green" if binom_p >= 0.05 else "yellow" if binom_p >= 0.001 else "red",
+                "band_999_lower": lo / n, "band_999_upper": hi / n,
+                "inside_999": bool(lo <= k <= hi),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected``; quantile bins of the
+    expected values (categories for text), missing values as a bin of their own."""
+    eps = 1e-4
+    if expected.dtype == object or pd.api.types.is_string_dtype(expected.dtype):
+        e = expected.astype("str").where(expected.notna(), "<NA>")
+        a = actual.astype("str").where(actual.notna(), "<NA>")
+        cats = sorted(set(e) | set(a))
+        pe = e.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy()
+        pa_ = a.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy()
+    else:
+        e = pd.to_numeric(expected, errors="coerce").to_numpy(dtype=float)
+        a = pd.to_numeric(actual, errors="coerce").to_numpy(dtype=float)
+        finite = e[~np.isnan(e)]
+        if len(finite) == 0:
+            edges = np.array([])
+        else:
+            edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+
+        def shares(v: np.ndarray) -> np.ndarray:
+            idx = np.where(np.isnan(v), len(edges) + 1, np.searchsorted(edges, v, side="right"))
+            return np.bincount(idx.astype(int), minlength=len(edges) + 2) / max(len(v), 1)
+
+        pe, pa_ = shares(e), shares(a)
+    pe, pa_ = np.maximum(pe, eps), np.maximum(pa_, eps)
+    return float(np.sum((pa_ - pe) * np.log(pa_ / pe)))
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    grades: pd.DataFrame
+    calibration: pd.DataFrame
+    roc: pd.DataFrame
+    feature_psi: pd.DataFrame
+    grade_distribution: pd.DataFrame
+
+
+def evaluate(
+    test: pd.DataFrame,
+    test_pred: pd.DataFrame,
+    train: pd.DataFrame,
+    train_pred: pd.DataFrame,
+    feature_names: list[str],
+    scale: MasterScale,
+    bins: int = 10,
+    psi_bins: int = 10,
+    oracle_pd: np.ndarray | None = None,
+) -> Evaluation:
+    """Validation of predictions on the out-of-time test rows (live buyers with a label)."""
+    y = test["bad"].astype(float).to_numpy()
+    p = test_pred["pd"].to_numpy(dtype=float)
+    metrics = {f"test_{k}": v for k, v in discrimination(y, p, bins).items()}
+    ytr = train["bad"].astype(float).to_numpy()
+    metrics |= {f"train_{k}": v for k, v in discrimination(
+        ytr, train_pred["pd"].to_numpy(dtype=float), bins).items()}
+    metrics["score_psi"] = psi(train_pred["margin"], test_pred["margin"], psi_bins)
+    grades = grade_table(y, p, test_pred["grade"].to_numpy(), scale)
+    metrics["grades_inside_999"] = float(grades["inside_999"].fillna(True).all())
+    metrics["grades_red"] = float((grades["light"] == "red").sum())
+    if oracle_pd is not None:
+        oracle_auc = float(roc_auc_score(y, oracle_pd))
+        metrics["oracle_auc"] = oracle_auc
+        metrics["auc_to_oracle"] = metrics["test_auc"] / oracle_auc
+    fpr, tpr, _ = roc_curve(y, p)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
+    roc = pd.DataFrame({"fpr": fpr[keep], "tpr": tpr[keep]})
+    feature_psi = pd.DataFrame(
+        [{"feature": f, "psi": psi(train[f], test[f], psi_bins)} for f in feature_names]
+    ).sort_values("psi", ascending=False, ignore_index=True)
+    metrics["feature_psi_max"] = float(feature_psi["psi"].max()) if len(feature_psi) else 0.0
+    dist = pd.DataFrame({
+        "grade": scale.grades,
+        "train_share": pd.Series(train_pred["grade"]).value_counts(normalize=True)
+        .reindex(scale.grades, fill_value=0).to_numpy(),
+        "test_share": pd.Series(test_pred["grade"]).value_counts(normalize=True)
+        .reindex(scale.grades, fill_value=0).to_numpy(),
+    })
+    return Evaluation(metrics, grades, calibration_table(y, p, bins), roc, feature_psi, dist)
