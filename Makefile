@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_BUYERS ?= 20000
-DEMO_START ?= 2019-01-01
+DEMO_BUYERS ?= 50000
+DEMO_START ?= 2020-01-01
 DEMO_END ?= 2024-12-31
 
 .PHONY: demo test install dev lint typecheck bench clean
@@ -25,7 +25,7 @@ dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.installed
 	$(BIN)/riskmodel synth --out data/raw --buyers $(DEMO_BUYERS) --start $(DEMO_START) --end $(DEMO_END) --seed 7
-	$(BIN)/riskmodel validate data/raw --rejects data/interim/rejects --report data/interim/validation.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench pipelines

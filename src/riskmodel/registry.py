@@ -27,6 +27,7 @@ from mlflow.types import ColSpec, Schema
 from riskmodel.model import ARTIFACT_KEY, ID_COLUMNS, RiskModel
 
 CHALLENGER = "challenger"
+_MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
 CHAMPION = "champion"
 
 
@@ -39,6 +40,7 @@ def _local_store(uri: str) -> bool:
 
 
 def configure() -> MlflowClient:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -86,6 +88,7 @@ def save_pyfunc(model: RiskModel, path: str | Path, extra_files: Mapping[str, An
     """Write an MLflow pyfunc model directory holding the model files (and ``extra_files``,
     JSON documents such as the training metadata, beside them)."""
     path = Path(path)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if path.exists():
         shutil.rmtree(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +97,7 @@ def save_pyfunc(model: RiskModel, path: str | Path, extra_files: Mapping[str, An
         for name, data in extra_files.items():
             (files / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         mlflow.pyfunc.save_model(
-            path=str(path), python_model=RiskPyfunc(), artifacts={ARTIFACT_KEY: str(files)},
+            path=str(path), python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
             signature=signature(model), pip_requirements=_requirements(),
         )
 
@@ -109,12 +112,18 @@ def _requirements() -> list[str]:
 # --------------------------------------------------------------------------- runs
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, list | tuple) else value
+def flatten_params(params: dict[str, Any]) -> dict[str, str]:
+    """``section.key`` -> value; nested values (lists, per-feature maps) as JSON text, whose
+    keys MLflow would not accept as parameter names."""
+    out: dict[str, str] = {}
+    for section, values in params.items():
+        items = values.items() if isinstance(values, dict) else [("", values)]
+        for key, value in items:
+            name = f"{section}.{key}" if key else section
+            text = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(
+                value)
+            out[name] = text[:6000]  # MLflow's limit for one value
+    return out
 
 
 @dataclass
@@ -139,11 +148,8 @@ def log_training(
     registered under ``model_name`` and given the alias ``challenger``."""
     exp_id = ensure_experiment(experiment)
     client = configure()
-    flat: dict[str, Any] = {}
-    _flatten("", params, flat)
     with mlflow.start_run(experiment_id=exp_id) as run, tempfile.TemporaryDirectory() as tmp:
-        # MLflow caps a param value at 6000 characters; long lists are kept as artifacts
-        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+        mlflow.log_params(flatten_params(params))
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags(tags)
         for name, data in artifacts.items():
@@ -151,7 +157,7 @@ def log_training(
         files = Path(tmp) / ARTIFACT_KEY
         model.save(files)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=RiskPyfunc(), artifacts={ARTIFACT_KEY: str(files)},
+            name="model", python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
             signature=signature(model), pip_requirements=_requirements(),
         )
         mv = mlflow.register_model(info.model_uri, model_name)
