@@ -374,7 +374,8 @@ def evaluate(
                         "pd_true (is this the truth of the same world?)", 2)
         oracle = joined["pd_true"].to_numpy()
     ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
-                        model.scale, prm.evaluate.ece_bins, prm.evaluate.psi_bins, oracle)
+                        model.scale, prm.evaluate.ece_bins, prm.evaluate.psi_bins, oracle,
+                        prm.evaluate.asset_correlation)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
               "feature_psi.csv": ev.feature_psi, "grade_distribution.csv": ev.grade_distribution}

@@ -52,11 +52,27 @@ def discrimination(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, fl
     }
 
 
+def vasicek_band(pd_: float, rho: float, q: float = 0.999) -> tuple[float, float]:
+    """Two-sided ``q`` band of a grade's default rate in the one-factor (Vasicek/ASRF)
+    model with asset correlation ``rho``: defaults of one year move together with the
+    systematic factor, so a large grade's rate does not shrink to its PD."""
+    if rho <= 0:
+        return pd_, pd_
+    tail = (1 - q) / 2
+    z = stats.norm.ppf([1 - tail, tail])  # a bad year, then a good year
+    k = stats.norm.ppf(np.clip(pd_, 1e-12, 1 - 1e-12))
+    lo, hi = stats.norm.cdf((k - np.sqrt(rho) * z) / np.sqrt(1 - rho))
+    return float(lo), float(hi)
+
+
 def grade_table(y: np.ndarray, p: np.ndarray, grades: np.ndarray,
-                scale: MasterScale) -> pd.DataFrame:
+                scale: MasterScale, asset_correlation: float = 0.0) -> pd.DataFrame:
     """Back-test per grade: binomial and Jeffreys tests of the grade's mean PD against its
     observed bad rate (one-sided: is the PD too low?), a traffic light at 95% and 99.9%,
-    and the two-sided 99.9% binomial band of the observed rate."""
+    the two-sided 99.9% binomial band of the observed rate (independent defaults), and,
+    with ``asset_correlation`` > 0, the 99.9% band once default correlation is allowed for
+    (the binomial band and the correlated band combined, since both sources of noise
+    exist)."""
     frame = pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float),
                           "grade": np.asarray(grades).astype(str)})
     bands = scale.bands()
@@ -78,6 +94,12 @@ def grade_table(y: np.ndarray, p: np.ndarray, grades: np.ndarray,
                 "band_999_lower": lo / n, "band_999_upper": hi / n,
                 "inside_999": bool(lo <= k <= hi),
             }
+            if asset_correlation > 0:
+                v_lo, v_hi = vasicek_band(mp, asset_correlation)
+                c_lo = stats.binom.ppf(0.0005, n, v_lo) / n
+                c_hi = stats.binom.ppf(0.9995, n, v_hi) / n
+                row |= {"band_999_corr_lower": c_lo, "band_999_corr_upper": c_hi,
+                        "inside_999_corr": bool(c_lo <= k / n <= c_hi)}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -130,6 +152,7 @@ def evaluate(
     bins: int = 10,
     psi_bins: int = 10,
     oracle_pd: np.ndarray | None = None,
+    asset_correlation: float = 0.0,
 ) -> Evaluation:
     """Validation of predictions on the out-of-time test rows (live buyers with a label)."""
     y = test["bad"].astype(float).to_numpy()
@@ -139,13 +162,23 @@ def evaluate(
     metrics |= {f"train_{k}": v for k, v in discrimination(
         ytr, train_pred["pd"].to_numpy(dtype=float), bins).items()}
     metrics["score_psi"] = psi(train_pred["margin"], test_pred["margin"], psi_bins)
-    grades = grade_table(y, p, test_pred["grade"].to_numpy(), scale)
+    grades = grade_table(y, p, test_pred["grade"].to_numpy(), scale, asset_correlation)
     metrics["grades_inside_999"] = float(grades["inside_999"].fillna(True).all())
+    metrics["grades_outside_999"] = float((~grades["inside_999"].fillna(True).astype(bool)).sum())
+    if "inside_999_corr" in grades:
+        metrics["grades_outside_999_corr"] = float(
+            (~grades["inside_999_corr"].fillna(True).astype(bool)).sum())
     metrics["grades_red"] = float((grades["light"] == "red").sum())
     if oracle_pd is not None:
         oracle_auc = float(roc_auc_score(y, oracle_pd))
         metrics["oracle_auc"] = oracle_auc
         metrics["auc_to_oracle"] = metrics["test_auc"] / oracle_auc
+        # the same back-test for the true PDs, grouped by the model's grades: what the
+        # binomial band says of a perfect model in this world
+        oracle_grades = grade_table(y, oracle_pd, test_pred["grade"].to_numpy(), scale,
+                                    asset_correlation)
+        metrics["oracle_grades_outside_999"] = float(
+            (~oracle_grades["inside_999"].fillna(True).astype(bool)).sum())
     fpr, tpr, _ = roc_curve(y, p)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
     roc = pd.DataFrame({"fpr": fpr[keep], "tpr": tpr[keep]})

@@ -163,7 +163,7 @@ monthly AS (
 ),
 slope AS (
     SELECT buyer, as_of,
-           CASE WHEN count(*) >= 3 THEN regr_slope(dbt, -month_ago) END AS dbt_slope_monthly
+           CASE WHEN count(*) >= 3 THEN regr_slope(dbt, -month_ago ORDER BY month_ago) END AS dbt_slope_monthly
     FROM monthly GROUP BY ALL
 ),
 last_issue AS (

@@ -67,10 +67,10 @@ class FeatureParams(_Strict):
 
 class TrainParams(_Strict):
     objective: Literal["binary"] = "binary"
-    num_leaves: int = Field(15, ge=2)
-    max_depth: int = Field(5, ge=-1)
+    num_leaves: int = Field(4, ge=2)
+    max_depth: int = Field(2, ge=-1)
     learning_rate: float = Field(0.05, gt=0)
-    n_estimators: int = Field(600, gt=0)
+    n_estimators: int = Field(1200, gt=0)
     early_stopping_rounds: int = Field(50, gt=0)
     min_child_samples: int = Field(100, ge=1)
     subsample: float = Field(0.8, gt=0, le=1)
@@ -80,7 +80,7 @@ class TrainParams(_Strict):
     class_weight: Literal["balanced"] | None = None
     seed: int = 42
     test_dates: int = Field(2, ge=1)
-    validation_dates: int = Field(2, ge=1)
+    validation_dates: int = Field(4, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=0.5)
     embargo: bool = True
     num_threads: int = Field(1, ge=1)
@@ -89,7 +89,7 @@ class TrainParams(_Strict):
 
 
 class CalibrationParams(_Strict):
-    method: Literal["isotonic", "platt"] = "isotonic"
+    method: Literal["isotonic", "platt"] = "platt"
 
 
 class MasterScaleParams(_Strict):
@@ -110,6 +110,7 @@ class MasterScaleParams(_Strict):
 class EvaluateParams(_Strict):
     ece_bins: int = Field(10, ge=2)
     psi_bins: int = Field(10, ge=2)
+    asset_correlation: float = Field(0.12, ge=0, lt=1)
 
 
 class PromoteParams(_Strict):

@@ -40,11 +40,12 @@ def print_evaluation(ev, console: Console | None = None) -> None:
     console.print(table)
     grades = Table(title="Grades (test)")
     for col in ("grade", "buyers", "bads", "mean PD", "observed", "binom p", "light",
-                "in 99.9% band"):
+                "in 99.9% band", "in corr. band"):
         grades.add_column(col, justify="right")
     for r in ev.grades.itertuples():
         if r.buyers:
             grades.add_row(r.grade, f"{r.buyers:,}", f"{r.bads:,}", f"{r.mean_pd:.4f}",
                            f"{r.observed_rate:.4f}", f"{r.binomial_p:.3f}", r.light,
-                           "yes" if r.inside_999 else "NO")
+                           "yes" if r.inside_999 else "NO",
+                           "yes" if getattr(r, "inside_999_corr", True) else "NO")
     console.print(grades)

@@ -1,0 +1,97 @@
+"""A synthetic world with its features, labels and fast training params, built once per test
+session and shared by the training, reproducibility and MLflow-server tests."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from riskmodel.contract import ValidationResult, load_dataset
+from riskmodel.features import FeatureConfig, build_features
+from riskmodel.labels import compute_labels
+from riskmodel.params import Params, parse_params
+from riskmodel.synth import SynthConfig, write_world
+
+WORLD = SynthConfig(n_buyers=3000, start=dt.date(2020, 1, 1), end=dt.date(2023, 12, 31), seed=5)
+
+
+MONOTONE = {
+    "dbt_mean_*": 1, "dbt_wmean_*": 1, "dbt_p90_*": 1, "dbt_max_*": 1, "late_share_*": 1,
+    "paydex_*": -1, "overdue_1_30": 1, "overdue_31_60": 1, "overdue_61_90": 1,
+    "overdue_90p": 1, "oldest_open_dpd": 1, "overdue_share_open": 1, "due_60_unpaid_share": 1,
+}
+
+#: params of these tests (not the repo's params.yaml, which is tuned for the demo): few trees
+BASE: dict[str, Any] = {
+    "snapshots": {"frequency": "quarterly", "history_days": 365},
+    "label": {"horizon_days": 365, "dpd_threshold": 90},
+    "features": {"windows": [90, 180, 365]},
+    "train": {
+        "num_leaves": 15, "max_depth": 5, "learning_rate": 0.05, "n_estimators": 150,
+        "early_stopping_rounds": 50, "min_child_samples": 100, "seed": 42, "num_threads": 1,
+        "test_dates": 2, "validation_dates": 2, "holdout_share": 0.2, "embargo": True,
+        "monotone": MONOTONE, "exclude_features": [],
+    },
+    "calibration": {"method": "isotonic"},
+    "promote": {"min_auc": 0.75, "max_auc_drop": 0.005, "max_ece": 0.01, "max_score_psi": 0.25},
+    "registry": {"model_name": "buyer-risk", "experiment": "buyer-risk"},
+}
+
+
+def params_dict(**sections: dict[str, Any]) -> dict[str, Any]:
+    """:data:`BASE` with each given section updated key by key."""
+    raw = copy.deepcopy(BASE)
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(copy.deepcopy(values))
+    return raw
+
+
+def fast_params(**sections: dict[str, Any]) -> Params:
+    return parse_params(params_dict(**sections))
+
+
+def write_params(path: Path, **sections: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(params_dict(**sections), sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class World:
+    raw: Path
+    data: ValidationResult
+    params: Params
+    dates: list[dt.date]
+    features: pd.DataFrame
+    labels: pd.DataFrame
+
+
+_CACHE: dict[str, World] = {}
+
+
+def world(factory: pytest.TempPathFactory, cfg: SynthConfig = WORLD) -> World:
+    """The world of ``cfg`` with features and labels at the params' quarterly snapshots; one
+    per session (callers must not modify the frames)."""
+    key = repr(cfg)  # SynthConfig holds a dict, so it is not hashable
+    if key not in _CACHE:
+        raw = factory.mktemp("train_world")
+        write_world(cfg, raw)
+        data = load_dataset(str(raw))
+        prm = fast_params()
+        first = data.invoices["issue_date"].min().date()
+        dates = prm.snapshots.resolve(first, data.observed_until)
+        feats = build_features(
+            data.invoices, data.buyers, data.events, dates,
+            FeatureConfig(windows=tuple(prm.features.windows),
+                          dpd_threshold=prm.label.dpd_threshold),
+        )
+        labs = compute_labels(data.invoices, data.events, dates, data.observed_until,
+                              prm.label.horizon_days, prm.label.dpd_threshold)
+        _CACHE[key] = World(raw, data, prm, dates, feats, labs)
+    return _CACHE[key]
