@@ -82,10 +82,13 @@ def feature_sql(raw_dir: str | Path, as_of_dates: Sequence[dt.date],
             / sum(CASE WHEN {paid} THEN amount END) AS paydex_{w},
         count(CASE WHEN {issued} THEN 1 END) AS invoice_count_{w},
         sum(CASE WHEN {issued} THEN amount ELSE 0 END) AS invoice_amount_{w},
-        count(CASE WHEN {issued} THEN 1 END)::DOUBLE
-            / nullif(count(CASE WHEN {prev} THEN 1 END), 0) AS invoice_count_yoy_{w},
-        sum(CASE WHEN {issued} THEN amount ELSE 0 END)
-            / nullif(sum(CASE WHEN {prev} THEN amount ELSE 0 END), 0) AS invoice_amount_yoy_{w},""")
+        CASE WHEN as_of - {365 + w} >= (SELECT min(issue_date) FROM inv) - 1 THEN
+            count(CASE WHEN {issued} THEN 1 END)::DOUBLE
+            / nullif(count(CASE WHEN {prev} THEN 1 END), 0) END AS invoice_count_yoy_{w},
+        CASE WHEN as_of - {365 + w} >= (SELECT min(issue_date) FROM inv) - 1 THEN
+            sum(CASE WHEN {issued} THEN amount ELSE 0 END)
+            / nullif(sum(CASE WHEN {prev} THEN amount ELSE 0 END), 0) END
+            AS invoice_amount_yoy_{w},""")
     window_cols = "".join(win)
 
     return f"""

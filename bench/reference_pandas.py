@@ -56,7 +56,7 @@ def _wmean(x: np.ndarray, w: np.ndarray) -> float:
 
 
 def one_buyer(g: pd.DataFrame, as_of_dates: Sequence[dt.date], windows: Sequence[int],
-              event_dates: np.ndarray, dpd_threshold: int) -> pd.DataFrame:
+              event_dates: np.ndarray, dpd_threshold: int, data_start: int) -> pd.DataFrame:
     """Every feature of one buyer (its invoices ``g``) at each as-of date."""
     issue_all, due_all, paid_all = _days(g["issue_date"]), _days(g["due_date"]), _days(
         g["paid_date"])
@@ -98,8 +98,11 @@ def one_buyer(g: pd.DataFrame, as_of_dates: Sequence[dt.date], windows: Sequence
             n_now, amt_now = int(now.sum()), amount[now].sum()
             row[f"invoice_count_{w}"] = n_now
             row[f"invoice_amount_{w}"] = amt_now
-            row[f"invoice_count_yoy_{w}"] = _ratio(n_now, before.sum())
-            row[f"invoice_amount_yoy_{w}"] = _ratio(amt_now, amount[before].sum())
+            # the window a year earlier must lie inside the data (days since the epoch)
+            censored = A - 365 - w < data_start - 1
+            row[f"invoice_count_yoy_{w}"] = NAN if censored else _ratio(n_now, before.sum())
+            row[f"invoice_amount_yoy_{w}"] = NAN if censored else _ratio(
+                amt_now, amount[before].sum())
         short, long_ = min(windows), max(windows)
         row["dbt_trend"] = row[f"dbt_wmean_{short}"] - row[f"dbt_wmean_{long_}"]
         # mean DBT per month (30.4375-day buckets back from A) over the last year; OLS slope
@@ -151,9 +154,11 @@ def reference_features_pandas(
     ev = {b: grp["event_date"].to_numpy(dtype="datetime64[ns]")
           for b, grp in events.groupby("buyer_id")}
     no_events = np.array([], dtype="datetime64[ns]")
+    data_start = int(_days(invoices["issue_date"]).min())
 
     def f(g: pd.DataFrame) -> pd.DataFrame:
-        return one_buyer(g, dates, windows, ev.get(g.name, no_events), dpd_threshold)
+        return one_buyer(g, dates, windows, ev.get(g.name, no_events), dpd_threshold,
+                         data_start)
 
     out = invoices.groupby("buyer_id").apply(f)
     out = out.reset_index(level=0).reset_index(drop=True)

@@ -190,6 +190,7 @@ def features(
         windows=tuple(prm.features.windows),
         dpd_threshold=prm.label.dpd_threshold,
         chunk_invoices=prm.features.chunk_invoices,
+        history_cap_days=prm.features.history_cap_days,
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("features", total=None)
@@ -277,7 +278,8 @@ def train(
         dates = _as_of_dates(None, prm, data)
         cfg = FeatureConfig(windows=tuple(prm.features.windows),
                             dpd_threshold=prm.label.dpd_threshold,
-                            chunk_invoices=prm.features.chunk_invoices)
+                            chunk_invoices=prm.features.chunk_invoices,
+                            history_cap_days=prm.features.history_cap_days)
         feats = build_features(data.invoices, data.buyers, data.events, dates, cfg)
         labs = compute_labels(data.invoices, data.events, dates, data.observed_until,
                               prm.label.horizon_days, prm.label.dpd_threshold)

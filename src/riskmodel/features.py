@@ -14,6 +14,7 @@ Where a buyer has no history for a feature, the feature is missing (NaN), not 0.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,12 @@ _PAYDEX_SCORE = np.array([100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0,
 class FeatureConfig:
     windows: tuple[int, ...] = (90, 180, 365)
     dpd_threshold: int = 90
+    #: first day of the book: a window that starts before it is censored, so a year-on-year
+    #: feature whose earlier window starts before it is missing (set by build_features)
+    data_start: dt.date | None = None
+    #: cap on history_days, so that buyers of early snapshots (whose history the start of
+    #: the data cuts short) and of late ones look alike; None: no cap
+    history_cap_days: int | None = None
     chunk_invoices: int = 4_000_000
     threads: int = 2
 
@@ -77,10 +84,12 @@ def _when(cond: str, expr: str) -> str:
     return f"CASE WHEN {cond} THEN {expr} END"
 
 
-def _window_sql(w: int) -> str:
+def _window_sql(w: int, data_start: dt.date | None) -> str:
     paid = f"paid_age < {w}"
     issued = f"issue_age < {w}"
     prev = f"issue_age >= 365 AND issue_age < {365 + w}"
+    # the earlier window (A-365-w, A-365] must lie inside the data, or the ratio is censored
+    seen = "true" if data_start is None else f"as_of - {365 + w} >= DATE '{data_start}' - 1"
     paid_amt = f"sum({_when(paid, 'amount')})"
     n_issued = f"count({_when(issued, '1')})"
     amt_issued = f"coalesce(sum({_when(issued, 'amount')}), 0)"
@@ -96,8 +105,10 @@ def _window_sql(w: int) -> str:
         sum({_when(paid, 'paydex * amount')}) / {paid_amt} AS paydex_{w},
         {n_issued} AS invoice_count_{w},
         {amt_issued} AS invoice_amount_{w},
-        {n_issued}::DOUBLE / nullif(count({_when(prev, '1')}), 0) AS invoice_count_yoy_{w},
-        {amt_issued} / nullif(sum({_when(prev, 'amount')}), 0) AS invoice_amount_yoy_{w},"""
+        CASE WHEN {seen} THEN {n_issued}::DOUBLE / nullif(count({_when(prev, '1')}), 0) END
+            AS invoice_count_yoy_{w},
+        CASE WHEN {seen} THEN {amt_issued} / nullif(sum({_when(prev, 'amount')}), 0) END
+            AS invoice_amount_yoy_{w},"""
 
 
 #: features that are 0, not missing, for a buyer with history but nothing recent
@@ -111,7 +122,9 @@ def _chunk_sql(cfg: FeatureConfig) -> str:
     longest = max(cfg.windows)
     short = min(cfg.windows)
     lookback = 365 + longest
-    windows = "".join(_window_sql(w) for w in cfg.windows)
+    windows = "".join(_window_sql(w, cfg.data_start) for w in cfg.windows)
+    history = ("p.history_days" if cfg.history_cap_days is None
+               else f"least(p.history_days, {int(cfg.history_cap_days)})")
     zero_cols = [*(f"invoice_count_{w}" for w in cfg.windows),
                  *(f"invoice_amount_{w}" for w in cfg.windows), *_ZERO_WHEN_NOTHING_RECENT]
     zeros = ", ".join(f"coalesce(agg.{c}, 0) AS {c}" for c in zero_cols)
@@ -178,7 +191,7 @@ SELECT p.buyer, p.as_of,
        slope.dbt_slope_monthly,
        agg.open_amount / nullif(agg.invoiced_12m, 0) AS open_to_invoiced_12m,
        l.days_since_last_invoice,
-       p.history_days,
+       {history} AS history_days,
        year(p.as_of) - b.founded_year AS age_years,
        ln(1 + b.annual_revenue) AS log_revenue,
        ln(1 + b.employees) AS log_employees,
@@ -253,6 +266,42 @@ def _buyer_arrow(buyers: pd.DataFrame) -> pa.Table:
     )
 
 
+def _first_issue(inv: pa.Table) -> pa.Table:
+    """First issue date per buyer code, from the engine's Arrow invoices."""
+    grouped = inv.group_by("buyer").aggregate([("issue_date", "min")])
+    return pa.table({"buyer": grouped["buyer"], "first_issue": grouped["issue_date_min"]})
+
+
+def _query(inv: pa.Table, buyer_tbl: pa.Table, as_of_dates: Sequence[dt.date],
+           cfg: FeatureConfig) -> pa.Table:
+    """Run the feature query over one chunk of Arrow invoices (integer buyer codes)."""
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("inv", inv)
+        con.register("first_issue", _first_issue(inv))
+        con.register("snapshot_dates", as_of_table(as_of_dates))
+        con.register("buyers", buyer_tbl)
+        return con.sql(_chunk_sql(cfg)).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _finish(tables: list[pa.Table], buyer_index: pd.Index, status: pd.DataFrame) -> pd.DataFrame:
+    frame = pa.concat_tables(tables).to_pandas()
+    codes = frame.pop("buyer").to_numpy()
+    frame.insert(0, "buyer_id", pd.Series(buyer_index.take(codes), dtype="str").to_numpy())
+    frame["buyer_id"] = frame["buyer_id"].astype("str")
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
+    return frame.merge(status, on=["buyer_id", "as_of"], how="left", validate="one_to_one")
+
+
+def _buyer_index(buyers: pd.DataFrame) -> pd.Index:
+    index = pd.Index(buyers["buyer_id"].astype("str"))
+    if not index.is_unique:
+        raise ValueError("buyers: buyer_id is not unique (validate first)")
+    return index
+
+
 def chunk_features(
     invoices: pd.DataFrame,
     buyers: pd.DataFrame,
@@ -261,56 +310,23 @@ def chunk_features(
     cfg: FeatureConfig,
 ) -> pd.DataFrame:
     """Features of every buyer of one chunk (all of a buyer's invoices must be in it), without
-    the peer features. Pure: the inputs are not modified."""
-    buyer_index = pd.Index(buyers["buyer_id"].astype("str"))
-    if not buyer_index.is_unique:
-        raise ValueError("buyers: buyer_id is not unique (validate first)")
+    the peer features: the unit of work of a Spark partition. Pure: the inputs are not
+    modified."""
+    buyer_index = _buyer_index(buyers)
     inv = _invoice_arrow(invoices, buyer_index)
-    first = (
-        pd.DataFrame({"buyer": inv["buyer"].to_numpy(), "issue": invoices["issue_date"].values})
-        .groupby("buyer", sort=False)["issue"].min()
-    )
-    first_tbl = pa.table(
-        {
-            "buyer": pa.array(first.index.to_numpy(dtype=np.int32)),
-            "first_issue": pa.array(
-                first.to_numpy(dtype="datetime64[s]").astype("datetime64[D]"), type=pa.date32()
-            ),
-        }
-    )
-    con = duckdb.connect(config={"threads": cfg.threads})
-    try:
-        con.register("inv", inv)
-        con.register("first_issue", first_tbl)
-        con.register("snapshot_dates", as_of_table(as_of_dates))
-        con.register("buyers", _buyer_arrow(buyers))
-        table = con.sql(_chunk_sql(cfg)).to_arrow_table()
-    finally:
-        con.close()
-    frame = table.to_pandas()
-    codes = frame.pop("buyer").to_numpy()
-    frame.insert(0, "buyer_id", buyer_index.take(codes).to_numpy())
-    frame["buyer_id"] = frame["buyer_id"].astype("str")
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
+    table = _query(inv, _buyer_arrow(buyers), as_of_dates, cfg)
     status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
-    return frame.merge(status, on=["buyer_id", "as_of"], how="left", validate="one_to_one")
+    return _finish([table], buyer_index, status)
 
 
-def buyer_chunks(
-    invoices: pd.DataFrame, buyers: pd.DataFrame, events: pd.DataFrame, n_chunks: int
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
-    """Split the book by a stable hash of ``buyer_id``; every buyer lands in exactly one."""
+def buyer_chunks(inv: pa.Table, n_chunks: int) -> Iterator[pa.Table]:
+    """Split Arrow invoices by buyer code; every buyer lands in exactly one chunk."""
     if n_chunks <= 1:
-        yield invoices, buyers, events
+        yield inv
         return
-
-    def bucket(ids: pd.Series) -> np.ndarray:
-        return pd.util.hash_array(ids.astype("str").to_numpy(dtype=object)) % np.uint64(n_chunks)
-
-    ib, bb, eb = bucket(invoices["buyer_id"]), bucket(buyers["buyer_id"]), bucket(
-        events["buyer_id"])
+    bucket = inv["buyer"].to_numpy() % n_chunks
     for k in range(n_chunks):
-        yield invoices[ib == k], buyers[bb == k], events[eb == k]
+        yield inv.filter(pa.array(bucket == k))
 
 
 def add_peer_features(frame: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:
@@ -339,13 +355,22 @@ def build_features(
     by as-of date and buyer.
     """
     cfg = cfg or FeatureConfig()
+    if cfg.data_start is None and len(invoices):
+        cfg = dataclasses.replace(cfg, data_start=invoices["issue_date"].min().date())
     n_chunks = max(1, -(-len(invoices) // cfg.chunk_invoices))
-    parts = []
-    for k, (inv, buy, ev) in enumerate(buyer_chunks(invoices, buyers, events, n_chunks)):
-        if len(inv):
-            parts.append(chunk_features(inv, buy, ev, as_of_dates, cfg))
+    buyer_index = _buyer_index(buyers)
+    inv = _invoice_arrow(invoices, buyer_index)  # typed once; chunks are Arrow slices
+    buyer_tbl = _buyer_arrow(buyers)
+    tables = []
+    for k, chunk in enumerate(buyer_chunks(inv, n_chunks)):
+        if chunk.num_rows:
+            tables.append(_query(chunk, buyer_tbl, as_of_dates, cfg))
         if on_chunk is not None:
             on_chunk(k + 1, n_chunks)
+    parts = []
+    if tables:
+        status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
+        parts.append(_finish(tables, buyer_index, status))
     columns = list(ID_COLUMNS) + feature_names(cfg)
     if not parts:
         return pd.DataFrame(columns=columns)

@@ -56,6 +56,7 @@ class LabelParams(_Strict):
 class FeatureParams(_Strict):
     windows: list[int] = [90, 180, 365]
     chunk_invoices: int = Field(4_000_000, gt=0)
+    history_cap_days: int | None = Field(None, gt=0)
 
     @field_validator("windows")
     @classmethod
