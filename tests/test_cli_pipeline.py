@@ -28,8 +28,19 @@ def cli(*args: str | Path):
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli_world") / "raw"
-    res = cli("synth", "--out", out, "--buyers", "1500", "--start", "2020-01-01", "--end",
-              OBSERVED, "--seed", "3")
+    res = cli(
+        "synth",
+        "--out",
+        out,
+        "--buyers",
+        "1500",
+        "--start",
+        "2020-01-01",
+        "--end",
+        OBSERVED,
+        "--seed",
+        "3",
+    )
     assert res.exit_code == 0, res.output
     assert "wrote 1,500 buyers" in res.stdout
     return out
@@ -45,8 +56,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     # gates a small world's model passes, so the promotion is exercised
-    params = write_params(workdir / "params.yaml",
-                          promote={"min_auc": 0.6, "max_ece": 0.05, "max_score_psi": 1.0})
+    params = write_params(
+        workdir / "params.yaml", promote={"min_auc": 0.6, "max_ece": 0.05, "max_score_psi": 1.0}
+    )
     feats, labs = Path("data/features.parquet"), Path("data/labels.parquet")
 
     res = cli("features", raw, "--params", params, "--out", feats)
@@ -71,8 +83,9 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     assert 0 < labelled["bad"].astype(float).mean() < 0.2
 
     model_dir = Path("models/buyer-risk")
-    res = cli("train", raw, "--params", params, "--features", feats, "--labels", labs,
-              "--out", model_dir)
+    res = cli(
+        "train", raw, "--params", params, "--features", feats, "--labels", labs, "--out", model_dir
+    )
     assert res.exit_code == 0, res.output
     assert "registered buyer-risk version 1 as challenger" in res.stdout
     m = workdir / model_dir
@@ -92,21 +105,56 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     pred = model.predict(frame.head(100))
     assert list(pred.columns) == ["pd", "grade", "margin"]
 
-    res = cli("evaluate", model_dir, "--params", params, "--features", feats, "--labels", labs,
-              "--truth", raw / "truth.parquet", "--out-dir", "reports", "--metrics",
-              "metrics.json")
+    res = cli(
+        "evaluate",
+        model_dir,
+        "--params",
+        params,
+        "--features",
+        feats,
+        "--labels",
+        labs,
+        "--truth",
+        raw / "truth.parquet",
+        "--out-dir",
+        "reports",
+        "--metrics",
+        "metrics.json",
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((workdir / "metrics.json").read_text())
-    for key in ("test_auc", "test_gini", "test_ks", "test_brier", "test_ece", "test_log_loss",
-                "test_mean_pd", "test_bad_rate", "train_auc", "score_psi", "feature_psi_max",
-                "grades_inside_999", "grades_red", "oracle_auc", "auc_to_oracle"):
+    for key in (
+        "test_auc",
+        "test_gini",
+        "test_ks",
+        "test_brier",
+        "test_ece",
+        "test_log_loss",
+        "test_mean_pd",
+        "test_bad_rate",
+        "train_auc",
+        "score_psi",
+        "feature_psi_max",
+        "grades_inside_999",
+        "grades_red",
+        "oracle_auc",
+        "auc_to_oracle",
+    ):
         assert key in metrics, key
     assert 0.6 < metrics["test_auc"] <= 1.0
     assert metrics["test_auc"] <= metrics["oracle_auc"] + 0.02
     assert metrics["test_gini"] == pytest.approx(2 * metrics["test_auc"] - 1, abs=1e-5)
     reports = workdir / "reports"
-    for name in ("grades.csv", "calibration.csv", "roc.csv", "feature_psi.csv",
-                 "grade_distribution.csv", "roc.png", "calibration.png", "grades.png"):
+    for name in (
+        "grades.csv",
+        "calibration.csv",
+        "roc.csv",
+        "feature_psi.csv",
+        "grade_distribution.csv",
+        "roc.png",
+        "calibration.png",
+        "grades.png",
+    ):
         assert (reports / name).stat().st_size > 0, name
     assert (reports / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     grades = pd.read_csv(reports / "grades.csv")
@@ -171,16 +219,22 @@ def test_as_of_not_a_date_exits_2(raw: Path, workdir: Path) -> None:
 
 
 def test_as_of_before_observed_until_with_option(raw: Path, workdir: Path) -> None:
-    res = cli("labels", raw, "--as-of", "2022-06-30", "--observed-until", "2022-03-31",
-              "--out", "x.parquet")
+    res = cli(
+        "labels",
+        raw,
+        "--as-of",
+        "2022-06-30",
+        "--observed-until",
+        "2022-03-31",
+        "--out",
+        "x.parquet",
+    )
     assert res.exit_code == 2
     assert "after observed_until 2022-03-31" in res.stderr
 
 
 @pytest.mark.parametrize("command", ["features", "labels", "train", "evaluate", "promote"])
-def test_params_with_unknown_key_exits_2_naming_it(
-    raw: Path, workdir: Path, command: str
-) -> None:
+def test_params_with_unknown_key_exits_2_naming_it(raw: Path, workdir: Path, command: str) -> None:
     params = workdir / "params.yaml"
     params.write_text("train:\n  num_leaves: 7\n  learnig_rate: 0.1\n")
     args: list[str | Path] = {
@@ -208,8 +262,17 @@ def test_train_with_features_but_no_labels_exits_2(raw: Path, workdir: Path) -> 
 def test_train_with_unreadable_features_exits_2(raw: Path, workdir: Path) -> None:
     (workdir / "f.parquet").write_text("not parquet")
     (workdir / "l.parquet").write_text("not parquet")
-    res = cli("train", raw, "--out", "m", "--no-register", "--features", "f.parquet",
-              "--labels", "l.parquet")
+    res = cli(
+        "train",
+        raw,
+        "--out",
+        "m",
+        "--no-register",
+        "--features",
+        "f.parquet",
+        "--labels",
+        "l.parquet",
+    )
     assert res.exit_code == 2
     assert "cannot read features" in res.stderr
 

@@ -72,17 +72,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(MLFLOW),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 90
             while True:
                 if proc.poll() is not None:
-                    pytest.fail(f"mlflow server exited {proc.returncode}:\n"
-                                + log_path.read_text(errors="replace")[-3000:])
+                    pytest.fail(
+                        f"mlflow server exited {proc.returncode}:\n"
+                        + log_path.read_text(errors="replace")[-3000:]
+                    )
                 try:
                     with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                         if r.status == 200:
@@ -90,8 +107,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 except (urllib.error.URLError, OSError):
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail("mlflow server not healthy after 90 s:\n"
-                                + log_path.read_text(errors="replace")[-3000:])
+                    pytest.fail(
+                        "mlflow server not healthy after 90 s:\n"
+                        + log_path.read_text(errors="replace")[-3000:]
+                    )
                 time.sleep(0.5)
             yield url
         finally:
@@ -122,18 +141,41 @@ def pipeline(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for cmd in ("features", "labels"):
             res = cli(cmd, raw, "--params", params, "--out", f"{cmd}.parquet")
             assert res.exit_code == 0, res.output
-        res = cli("train", raw, "--params", params, "--features", "features.parquet",
-                  "--labels", "labels.parquet", "--out", "model")
+        res = cli(
+            "train",
+            raw,
+            "--params",
+            params,
+            "--features",
+            "features.parquet",
+            "--labels",
+            "labels.parquet",
+            "--out",
+            "model",
+        )
         assert res.exit_code == 0, res.output
         assert f"registered {NAME} version 1 as challenger" in res.stdout
-        res = cli("evaluate", "model", "--params", params, "--features", "features.parquet",
-                  "--labels", "labels.parquet", "--out-dir", "reports", "--metrics",
-                  "metrics.json")
+        res = cli(
+            "evaluate",
+            "model",
+            "--params",
+            params,
+            "--features",
+            "features.parquet",
+            "--labels",
+            "labels.parquet",
+            "--out-dir",
+            "reports",
+            "--metrics",
+            "metrics.json",
+        )
         assert res.exit_code == 0, res.output
         res = cli("promote", "--params", params, "--out", "promotion.json")
         assert res.exit_code == 0, res.output
         yield Pipeline(
-            url=server, raw=raw, work=work,
+            url=server,
+            raw=raw,
+            work=work,
             features=pd.read_parquet(work / "features.parquet"),
             metrics=json.loads((work / "metrics.json").read_text()),
             run_id=json.loads((work / "model" / "registry.json").read_text())["run_id"],
@@ -168,8 +210,15 @@ def test_run_has_params_metrics_and_tags(pipeline: Pipeline, client: MlflowClien
     assert json.loads(p["train.monotone"])["paydex_*"] == -1
     assert json.loads(p["master_scale.upper_bounds"])[-1] == 1.0
     m = run.data.metrics
-    for key in ("test_auc", "test_ece", "score_psi", "train_auc", "best_iteration",
-                "train_rows", "test_rows"):
+    for key in (
+        "test_auc",
+        "test_ece",
+        "score_psi",
+        "train_auc",
+        "best_iteration",
+        "train_rows",
+        "test_rows",
+    ):
         assert key in m, key
     for key in ("test_auc", "test_ece", "score_psi"):
         assert m[key] == pytest.approx(pipeline.metrics[key], abs=1e-6)
@@ -183,13 +232,22 @@ def test_run_has_artifacts(pipeline: Pipeline, client: MlflowClient) -> None:
     top = {a.path for a in client.list_artifacts(pipeline.run_id)}
     assert {"features.json", "training.json", "evaluation"} <= top
     evaluation = {a.path for a in client.list_artifacts(pipeline.run_id, "evaluation")}
-    for name in ("roc.png", "calibration.png", "grades.png", "grades.csv", "roc.csv",
-                 "calibration.csv", "feature_psi.csv", "grade_distribution.csv",
-                 "metrics.json"):
+    for name in (
+        "roc.png",
+        "calibration.png",
+        "grades.png",
+        "grades.csv",
+        "roc.csv",
+        "calibration.csv",
+        "feature_psi.csv",
+        "grade_distribution.csv",
+        "metrics.json",
+    ):
         assert f"evaluation/{name}" in evaluation, name
     # the png came through the server's artifact proxy intact
     local = mlflow.artifacts.download_artifacts(
-        run_id=pipeline.run_id, artifact_path="evaluation/roc.png", tracking_uri=pipeline.url)
+        run_id=pipeline.run_id, artifact_path="evaluation/roc.png", tracking_uri=pipeline.url
+    )
     assert Path(local).read_bytes() == (pipeline.work / "reports" / "roc.png").read_bytes()
 
     # the registered model (an MLflow 3 logged model of this run) holds the model files,
@@ -201,8 +259,10 @@ def test_run_has_artifacts(pipeline: Pipeline, client: MlflowClient) -> None:
     model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1"))
     assert (model_dir / "MLmodel").exists()
     booster = model_dir / "artifacts" / "riskmodel" / "booster.txt"
-    assert booster.read_bytes() == (
-        pipeline.work / "model" / "artifacts" / "riskmodel" / "booster.txt").read_bytes()
+    assert (
+        booster.read_bytes()
+        == (pipeline.work / "model" / "artifacts" / "riskmodel" / "booster.txt").read_bytes()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +276,10 @@ def champion(pipeline: Pipeline) -> mlflow.pyfunc.PyFuncModel:
 def rows(pipeline: Pipeline) -> pd.DataFrame:
     """20 live and 5 defaulted rows, as `riskmodel features` wrote them."""
     f = pipeline.features
-    return pd.concat([f[f["status"] == "active"].head(20),
-                      f[f["status"] == "in_default"].head(5)], ignore_index=True)
+    return pd.concat(
+        [f[f["status"] == "active"].head(20), f[f["status"] == "in_default"].head(5)],
+        ignore_index=True,
+    )
 
 
 def _as_float(rows: pd.DataFrame) -> pd.DataFrame:
@@ -245,10 +307,6 @@ def test_champion_loads_as_pyfunc_and_scores(
     assert "dbt_wmean_365" in str(exc.value)
 
 
-@pytest.mark.xfail(strict=True, raises=mlflow.exceptions.MlflowException,
-                   reason="registry.signature declares every numeric feature double, but "
-                          "`riskmodel features` writes the counts (invoice_count_*, "
-                          "history_days, ...) as int64, which MLflow will not convert")
 def test_champion_scores_the_features_frame_as_written(
     champion: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame
 ) -> None:
@@ -256,18 +314,40 @@ def test_champion_scores_the_features_frame_as_written(
     assert list(pred.columns) == ["pd", "grade", "margin"]
 
 
-def test_failing_gate_keeps_the_champion(pipeline: Pipeline, client: MlflowClient,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_gate_keeps_the_champion(
+    pipeline: Pipeline, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", pipeline.url)
     monkeypatch.chdir(pipeline.work)
     params = write_params(pipeline.work / "strict.yaml", promote={**LENIENT, "max_ece": 0.0})
-    res = cli("train", pipeline.raw, "--params", params, "--features", "features.parquet",
-              "--labels", "labels.parquet", "--out", "model2")
+    res = cli(
+        "train",
+        pipeline.raw,
+        "--params",
+        params,
+        "--features",
+        "features.parquet",
+        "--labels",
+        "labels.parquet",
+        "--out",
+        "model2",
+    )
     assert res.exit_code == 0, res.output
     assert f"registered {NAME} version 2 as challenger" in res.stdout
-    res = cli("evaluate", "model2", "--params", params, "--features", "features.parquet",
-              "--labels", "labels.parquet", "--out-dir", "reports2", "--metrics",
-              "metrics2.json")
+    res = cli(
+        "evaluate",
+        "model2",
+        "--params",
+        params,
+        "--features",
+        "features.parquet",
+        "--labels",
+        "labels.parquet",
+        "--out-dir",
+        "reports2",
+        "--metrics",
+        "metrics2.json",
+    )
     assert res.exit_code == 0, res.output
 
     res = cli("promote", "--params", params, "--out", "promotion2.json")

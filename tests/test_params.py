@@ -135,10 +135,19 @@ def test_resolve_quarterly() -> None:
     snap = SnapshotParams(frequency="quarterly", history_days=365)
     # 2020-01-01 + 365 days = 2020-12-31 (leap year), itself a quarter end
     assert snap.resolve(D(2020, 1, 1), D(2021, 12, 31)) == [
-        D(2020, 12, 31), D(2021, 3, 31), D(2021, 6, 30), D(2021, 9, 30), D(2021, 12, 31)]
+        D(2020, 12, 31),
+        D(2021, 3, 31),
+        D(2021, 6, 30),
+        D(2021, 9, 30),
+        D(2021, 12, 31),
+    ]
     # the last date is included only when it is a quarter end
     assert snap.resolve(D(2020, 1, 1), D(2021, 12, 30)) == [
-        D(2020, 12, 31), D(2021, 3, 31), D(2021, 6, 30), D(2021, 9, 30)]
+        D(2020, 12, 31),
+        D(2021, 3, 31),
+        D(2021, 6, 30),
+        D(2021, 9, 30),
+    ]
     # the first as-of date is the first quarter end on or after first + history_days
     later = SnapshotParams(frequency="quarterly", history_days=366)
     assert later.resolve(D(2020, 1, 1), D(2021, 6, 30)) == [D(2021, 3, 31), D(2021, 6, 30)]
@@ -149,22 +158,26 @@ def test_resolve_quarterly() -> None:
 def test_resolve_monthly() -> None:
     snap = SnapshotParams(frequency="monthly", history_days=0)
     assert snap.resolve(D(2023, 11, 15), D(2024, 3, 31)) == [
-        D(2023, 11, 30), D(2023, 12, 31), D(2024, 1, 31), D(2024, 2, 29), D(2024, 3, 31)]
+        D(2023, 11, 30),
+        D(2023, 12, 31),
+        D(2024, 1, 31),
+        D(2024, 2, 29),
+        D(2024, 3, 31),
+    ]
     snap = SnapshotParams(frequency="monthly", history_days=10)
-    assert snap.resolve(D(2024, 1, 25), D(2024, 4, 29)) == [
-        D(2024, 2, 29), D(2024, 3, 31)]
+    assert snap.resolve(D(2024, 1, 25), D(2024, 4, 29)) == [D(2024, 2, 29), D(2024, 3, 31)]
 
 
 def test_resolve_dates_sorts_and_dedups() -> None:
     prm = parse_params({"snapshots": {"dates": ["2022-06-30", "2021-12-31", "2022-06-30"]}})
     assert prm.snapshots.dates is not None
-    assert prm.snapshots.resolve(D(2020, 1, 1), D(2023, 1, 1)) == [D(2021, 12, 31),
-                                                                     D(2022, 6, 30)]
+    assert prm.snapshots.resolve(D(2020, 1, 1), D(2023, 1, 1)) == [D(2021, 12, 31), D(2022, 6, 30)]
 
 
 def test_resolve_returns_dates_not_timestamps() -> None:
-    out = SnapshotParams(frequency="quarterly", history_days=0).resolve(D(2021, 1, 1),
-                                                                       D(2021, 12, 31))
+    out = SnapshotParams(frequency="quarterly", history_days=0).resolve(
+        D(2021, 1, 1), D(2021, 12, 31)
+    )
     assert all(type(d) is dt.date for d in out) and len(out) == 4
 
 
@@ -194,5 +207,6 @@ def test_master_scale_first_bound_must_be_positive() -> None:
 
 def test_valid_master_scale_is_kept() -> None:
     bounds = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 1.0]
-    assert parse_params({"master_scale": {"upper_bounds": bounds}}).master_scale.upper_bounds \
-        == bounds
+    assert (
+        parse_params({"master_scale": {"upper_bounds": bounds}}).master_scale.upper_bounds == bounds
+    )

@@ -52,32 +52,30 @@ def test_two_trainings_are_bitwise_identical(w: World, tmp_path: Path) -> None:
 def test_a_different_seed_changes_the_booster(w: World, tmp_path: Path) -> None:
     """The hash comparison above can fail: a different seed (bagging) gives other trees."""
     a = train_model(w.features, w.labels, w.params).model.save(tmp_path / "a")
-    b = train_model(w.features, w.labels, fast_params(train={"seed": 7})).model.save(
-        tmp_path / "b")
+    b = train_model(w.features, w.labels, fast_params(train={"seed": 7})).model.save(tmp_path / "b")
     assert a["booster"] != b["booster"]
     assert a["features"] == b["features"] and a["master_scale"] == b["master_scale"]
 
 
-@pytest.mark.xfail(strict=True, reason="train_model keeps the input row order, and LightGBM's "
-                   "bagging draws rows by position: sort the panel by (as_of, buyer_id) to fix")
 def test_feature_row_order_does_not_change_the_model(w: World) -> None:
-    """Shuffled feature and label frames (same rows) should train the same model. They do
-    not yet: `riskmodel features` writes sorted rows, so the CLI is unaffected."""
+    """Shuffled feature and label frames (same rows) train the same model."""
     feats = w.features.sample(frac=1.0, random_state=4)
     labs = w.labels.sample(frac=1.0, random_state=5)
     base = train_model(w.features, w.labels, w.params).model
     shuffled = train_model(feats, labs, w.params).model
     rows = w.features.head(2000)
-    assert np.array_equal(base.predict(rows)["margin"].to_numpy(),
-                          shuffled.predict(rows)["margin"].to_numpy())
+    assert np.array_equal(
+        base.predict(rows)["margin"].to_numpy(), shuffled.predict(rows)["margin"].to_numpy()
+    )
 
 
 def test_features_are_bitwise_deterministic(w: World) -> None:
     """DuckDB aggregates in parallel; the features (and so the model) must not depend on how
     its threads share the rows (dbt_slope_monthly once differed in the last bit)."""
     d = w.data
-    cfg = FeatureConfig(windows=tuple(w.params.features.windows),
-                        dpd_threshold=w.params.label.dpd_threshold)
+    cfg = FeatureConfig(
+        windows=tuple(w.params.features.windows), dpd_threshold=w.params.label.dpd_threshold
+    )
     for _ in range(3):
         again = build_features(d.invoices, d.buyers, d.events, w.dates, cfg)
         differ = [c for c in again.columns if not again[c].equals(w.features[c])]
@@ -85,12 +83,27 @@ def test_features_are_bitwise_deterministic(w: World) -> None:
 
 
 def _cli_train(w: World, tmp_path: Path, out: Path, hash_seed: str) -> None:
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": hash_seed,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     proc = subprocess.run(
-        [str(RISKMODEL), "train", str(w.raw), "--params", str(tmp_path / "params.yaml"),
-         "--out", str(out), "--no-register"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(RISKMODEL),
+            "train",
+            str(w.raw),
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(out),
+            "--no-register",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "trained on" in proc.stdout

@@ -80,9 +80,7 @@ def test_world_has_enough_labelled_dates(panel: pd.DataFrame) -> None:
 
 
 @slow
-def test_out_of_time_split_is_disjoint_ordered_and_embargoed(
-    w: World, panel: pd.DataFrame
-) -> None:
+def test_out_of_time_split_is_disjoint_ordered_and_embargoed(w: World, panel: pd.DataFrame) -> None:
     split = split_panel(panel, w.params)
     assert split.kind == "out_of_time"
     parts = {"train": split.train, "valid": split.valid, "test": split.test}
@@ -91,7 +89,7 @@ def test_out_of_time_split_is_disjoint_ordered_and_embargoed(
         assert ds, f"{k} is empty"
         assert [d.date().isoformat() for d in ds] == split.dates[k]
     # the latest labelled dates are the test set
-    assert row_dates["test"] == labelled_dates(panel)[-w.params.train.test_dates:]
+    assert row_dates["test"] == labelled_dates(panel)[-w.params.train.test_dates :]
     assert len(row_dates["valid"]) == w.params.train.validation_dates
     # disjoint and in order: train < valid < test
     assert max(row_dates["train"]) < min(row_dates["valid"])
@@ -168,8 +166,9 @@ def test_too_few_dates_is_a_training_error(w: World, panel: pd.DataFrame) -> Non
 
 @slow
 def test_no_labelled_rows_is_a_training_error(w: World, panel: pd.DataFrame) -> None:
-    unlabelled = sorted(set(pd.Timestamp(d) for d in w.features["as_of"].unique())
-                        - set(labelled_dates(panel)))
+    unlabelled = sorted(
+        set(pd.Timestamp(d) for d in w.features["as_of"].unique()) - set(labelled_dates(panel))
+    )
     feats, labs = restrict(w, unlabelled)
     with pytest.raises(TrainingError, match="no labelled rows"):
         train_model(feats, labs, w.params)
@@ -223,15 +222,22 @@ def test_missing_label_rows_is_a_training_error(w: World) -> None:
 
 @slow
 def test_model_uses_the_payment_features(trained: TrainResult) -> None:
-    gain = dict(zip(trained.model.booster.feature_name(),
-                    trained.model.booster.feature_importance("gain"), strict=True))
+    gain = dict(
+        zip(
+            trained.model.booster.feature_name(),
+            trained.model.booster.feature_importance("gain"),
+            strict=True,
+        )
+    )
     top = sorted(gain, key=gain.get, reverse=True)[:10]
-    assert any(n.startswith(("dbt_", "late_share_", "paydex_", "overdue_", "oldest_open"))
-               for n in top), top
+    assert any(
+        n.startswith(("dbt_", "late_share_", "paydex_", "overdue_", "oldest_open")) for n in top
+    ), top
 
 
-def pd_grid(model: RiskModel, rows: pd.DataFrame, feature: str,
-            values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pd_grid(
+    model: RiskModel, rows: pd.DataFrame, feature: str, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """PD and margin of every row (rows) at every value of ``feature`` (columns)."""
     pds, margins = [], []
     for v in values:
@@ -250,9 +256,19 @@ def grid(frame: pd.DataFrame, feature: str) -> np.ndarray:
     return np.unique(np.concatenate([[lo - 1.0, 0.0], qs, [hi, hi * 2 + 10]]))
 
 
-RISING = ["dbt_wmean_365", "dbt_mean_90", "dbt_p90_180", "dbt_max_365", "late_share_30_180",
-          "late_share_0_90", "overdue_1_30", "overdue_90p", "oldest_open_dpd",
-          "overdue_share_open", "due_60_unpaid_share"]
+RISING = [
+    "dbt_wmean_365",
+    "dbt_mean_90",
+    "dbt_p90_180",
+    "dbt_max_365",
+    "late_share_30_180",
+    "late_share_0_90",
+    "overdue_1_30",
+    "overdue_90p",
+    "oldest_open_dpd",
+    "overdue_share_open",
+    "due_60_unpaid_share",
+]
 
 
 @slow
@@ -279,13 +295,12 @@ def test_lowering_paydex_never_lowers_pd(
 
 
 @slow
-def test_payment_delay_moves_pd_somewhere(
-    w: World, model: RiskModel, sample: pd.DataFrame
-) -> None:
+def test_payment_delay_moves_pd_somewhere(w: World, model: RiskModel, sample: pd.DataFrame) -> None:
     """The monotonicity tests are not vacuous: the most important delay feature moves the
     margin of (nearly) every row and the PD of many."""
-    gain = dict(zip(model.booster.feature_name(), model.booster.feature_importance("gain"),
-                    strict=True))
+    gain = dict(
+        zip(model.booster.feature_name(), model.booster.feature_importance("gain"), strict=True)
+    )
     top = max((n for n in gain if n.startswith("dbt_")), key=gain.__getitem__)
     pds, margins = pd_grid(model, sample, top, grid(w.features, top))
     assert (margins[:, -1] > margins[:, 0]).mean() > 0.9
@@ -424,7 +439,12 @@ def test_master_scale_ends_and_default() -> None:
     pdv = np.array([0.0, PD_FLOOR, 0.5, 1.0, 0.01])
     assert scale.grade(pdv).tolist() == ["1", "1", "10", "10", "4"]
     assert scale.grade(pdv, np.array([False, True, False, False, True])).tolist() == [
-        "1", DEFAULT_GRADE, "10", "10", DEFAULT_GRADE]
+        "1",
+        DEFAULT_GRADE,
+        "10",
+        "10",
+        DEFAULT_GRADE,
+    ]
     bands = scale.bands()
     assert bands["grade"].tolist() == [str(k) for k in range(1, 11)]
     assert bands["pd_lower"].iloc[0] == 0.0
@@ -432,8 +452,9 @@ def test_master_scale_ends_and_default() -> None:
     assert MasterScale(scale.to_dict()["upper_bounds"]).upper_bounds.tolist() == BOUNDS
 
 
-@pytest.mark.parametrize("bounds", [[0.1, 0.1, 1.0], [0.2, 0.1, 1.0], [0.1, 0.5], [0.0, 1.0],
-                                    [0.5]])
+@pytest.mark.parametrize(
+    "bounds", [[0.1, 0.1, 1.0], [0.2, 0.1, 1.0], [0.1, 0.5], [0.0, 1.0], [0.5]]
+)
 def test_master_scale_rejects_bad_bounds(bounds: list[float]) -> None:
     with pytest.raises(ValueError, match="master scale bounds"):
         MasterScale(bounds)

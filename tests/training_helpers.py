@@ -23,9 +23,19 @@ WORLD = SynthConfig(n_buyers=3000, start=dt.date(2020, 1, 1), end=dt.date(2023, 
 
 
 MONOTONE = {
-    "dbt_mean_*": 1, "dbt_wmean_*": 1, "dbt_p90_*": 1, "dbt_max_*": 1, "late_share_*": 1,
-    "paydex_*": -1, "overdue_1_30": 1, "overdue_31_60": 1, "overdue_61_90": 1,
-    "overdue_90p": 1, "oldest_open_dpd": 1, "overdue_share_open": 1, "due_60_unpaid_share": 1,
+    "dbt_mean_*": 1,
+    "dbt_wmean_*": 1,
+    "dbt_p90_*": 1,
+    "dbt_max_*": 1,
+    "late_share_*": 1,
+    "paydex_*": -1,
+    "overdue_1_30": 1,
+    "overdue_31_60": 1,
+    "overdue_61_90": 1,
+    "overdue_90p": 1,
+    "oldest_open_dpd": 1,
+    "overdue_share_open": 1,
+    "due_60_unpaid_share": 1,
 }
 
 #: params of these tests (not the repo's params.yaml, which is tuned for the demo): few trees
@@ -34,10 +44,20 @@ BASE: dict[str, Any] = {
     "label": {"horizon_days": 365, "dpd_threshold": 90},
     "features": {"windows": [90, 180, 365]},
     "train": {
-        "num_leaves": 15, "max_depth": 5, "learning_rate": 0.05, "n_estimators": 150,
-        "early_stopping_rounds": 50, "min_child_samples": 100, "seed": 42, "num_threads": 1,
-        "test_dates": 2, "validation_dates": 2, "holdout_share": 0.2, "embargo": True,
-        "monotone": MONOTONE, "exclude_features": [],
+        "num_leaves": 15,
+        "max_depth": 5,
+        "learning_rate": 0.05,
+        "n_estimators": 150,
+        "early_stopping_rounds": 50,
+        "min_child_samples": 100,
+        "seed": 42,
+        "num_threads": 1,
+        "test_dates": 2,
+        "validation_dates": 2,
+        "holdout_share": 0.2,
+        "embargo": True,
+        "monotone": MONOTONE,
+        "exclude_features": [],
     },
     "calibration": {"method": "isotonic"},
     "promote": {"min_auc": 0.75, "max_auc_drop": 0.005, "max_ece": 0.01, "max_score_psi": 0.25},
@@ -87,11 +107,21 @@ def world(factory: pytest.TempPathFactory, cfg: SynthConfig = WORLD) -> World:
         first = data.invoices["issue_date"].min().date()
         dates = prm.snapshots.resolve(first, data.observed_until)
         feats = build_features(
-            data.invoices, data.buyers, data.events, dates,
-            FeatureConfig(windows=tuple(prm.features.windows),
-                          dpd_threshold=prm.label.dpd_threshold),
+            data.invoices,
+            data.buyers,
+            data.events,
+            dates,
+            FeatureConfig(
+                windows=tuple(prm.features.windows), dpd_threshold=prm.label.dpd_threshold
+            ),
         )
-        labs = compute_labels(data.invoices, data.events, dates, data.observed_until,
-                              prm.label.horizon_days, prm.label.dpd_threshold)
+        labs = compute_labels(
+            data.invoices,
+            data.events,
+            dates,
+            data.observed_until,
+            prm.label.horizon_days,
+            prm.label.dpd_threshold,
+        )
         _CACHE[key] = World(raw, data, prm, dates, feats, labs)
     return _CACHE[key]

@@ -31,7 +31,7 @@ class Calibrator:
         if not (0 < y.sum() < len(y)):
             raise ValueError("calibration needs both good and bad outcomes in its window")
         if self.method == "isotonic":
-            iso = IsotonicRegression(y_min=PD_FLOOR, y_max=1.0, out_of_bounds="clip",
+            iso = IsotonicRegression(y_min=PD_FLOOR, y_max=1.0 - PD_FLOOR, out_of_bounds="clip",
                                      increasing=True)
             iso.fit(margin, y)
             self.params_: dict[str, Any] = {
@@ -57,7 +57,7 @@ class Calibrator:
             out = np.interp(margin, p["x"], p["y"])
         else:
             out = 1.0 / (1.0 + np.exp(-(p["a"] * margin + p["b"])))
-        return np.clip(out, PD_FLOOR, 1.0)
+        return np.clip(out, PD_FLOOR, 1.0 - PD_FLOOR)  # PD 1 is for buyers in default
 
     def to_dict(self) -> dict[str, Any]:
         if not hasattr(self, "params_"):

@@ -102,7 +102,7 @@ def synth(
     ] = None,
     chunk_buyers: Annotated[
         int, typer.Option("--chunk-buyers", min=1, help="Buyers per Parquet part.")
-    ] = 50_000,
+    ] = 10_000,
 ) -> None:
     """Write a synthetic buyer world (contract tables plus truth.parquet) with known PDs."""
     from riskmodel.synth import SynthConfig, write_world

@@ -378,4 +378,6 @@ def build_features(
     frame = frame[columns].sort_values(["as_of", "buyer_id"], ignore_index=True)
     for col in CATEGORICAL:
         frame[col] = frame[col].astype("str")
+    numeric = [c for c in feature_names(cfg) if c not in CATEGORICAL]
+    frame[numeric] = frame[numeric].astype("float64")  # one type for the model's signature
     return frame

@@ -40,7 +40,9 @@ class SnapshotParams(_Strict):
         return self
 
     def resolve(self, first_date: dt.date, last_date: dt.date) -> list[dt.date]:
-        """As-of dates between ``first_date + history_days`` and ``last_date``."""
+        """The listed dates, or the month or quarter ends between ``first_date +
+        history_days`` and ``last_date``. (Listed dates are used as given; the CLI rejects
+        any after the observation date.)"""
         if self.dates is not None:
             return sorted(set(self.dates))
         start = first_date + dt.timedelta(days=self.history_days)

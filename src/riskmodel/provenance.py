@@ -22,7 +22,16 @@ def fingerprint(path: str | Path) -> str:
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """HEAD's commit, with ``-dirty`` when tracked files have uncommitted changes."""
+    """HEAD's commit, with ``-dirty`` when tracked files have uncommitted changes: of the
+    working directory's repository, else of the one the package is installed from."""
+    for where in (cwd, Path(__file__).resolve().parent):
+        found = _commit(where)
+        if found != "unknown":
+            return found
+    return "unknown"
+
+
+def _commit(cwd: str | Path | None) -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True, timeout=10, cwd=cwd).stdout.strip()

@@ -50,6 +50,8 @@ def build_panel(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
             f"{unmatched} feature rows have no label row: features and labels must be built "
             "from the same data and as-of dates"
         )
+    # a stable row order, so that row sampling (bagging) does not depend on input order
+    panel = panel.sort_values(keys, ignore_index=True)
     if "status" in panel.columns:
         disagree = (panel["status"].eq("in_default") != panel["in_default"]).sum()
         if disagree:
