@@ -219,9 +219,14 @@ def test_as_of_not_a_date_exits_2(raw: Path, workdir: Path) -> None:
 
 
 def test_as_of_before_observed_until_with_option(raw: Path, workdir: Path) -> None:
+    # an earlier observation date rejects the later rows; allow that, to reach the as-of check
+    params = workdir / "lenient.yaml"
+    params.write_text("data:\n  max_reject_rate: 1.0\n")
     res = cli(
         "labels",
         raw,
+        "--params",
+        params,
         "--as-of",
         "2022-06-30",
         "--observed-until",
@@ -231,6 +236,15 @@ def test_as_of_before_observed_until_with_option(raw: Path, workdir: Path) -> No
     )
     assert res.exit_code == 2
     assert "after observed_until 2022-03-31" in res.stderr
+
+
+def test_reject_share_above_the_limit_stops_every_command(raw: Path, workdir: Path) -> None:
+    # observed until 2022-03-31: the invoices issued or paid after it are rejected (> 1%)
+    res = cli("labels", raw, "--as-of", "2021-12-31", "--observed-until", "2022-03-31",
+              "--out", "x.parquet")
+    assert res.exit_code == 1
+    assert "rejected share above data.max_reject_rate 1.00%: invoices" in res.stderr
+    assert not (workdir / "x.parquet").exists()
 
 
 @pytest.mark.parametrize("command", ["features", "labels", "train", "evaluate", "promote"])

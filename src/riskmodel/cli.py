@@ -42,6 +42,14 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _params_path(path: Path | None) -> Path | None:
+    """--params, else ./params.yaml when there is one, else None (built-in defaults)."""
+    if path is not None:
+        return path
+    default = Path("params.yaml")
+    return default if default.is_file() else None
+
+
 def _date(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value is not None else None
 
@@ -58,19 +66,32 @@ def validate(
         Path | None, typer.Option("--report", help="Write the counts as JSON here.")
     ] = None,
     max_reject_rate: Annotated[
-        float, typer.Option("--max-reject-rate", min=0.0, max=1.0, help="Fail above this share.")
-    ] = 0.01,
+        float | None,
+        typer.Option("--max-reject-rate", min=0.0, max=1.0,
+                     help="Fail above this share (default: data.max_reject_rate, 0.01)."),
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="params.yaml (default: ./params.yaml if "
+                                                   "present): data.observed_until, "
+                                                   "data.mapping, data.max_reject_rate.")
+    ] = None,
 ) -> None:
     """Check a raw dataset against the data contract; set bad rows aside with their reason."""
     from riskmodel.contract import ContractError, load_mapping
     from riskmodel.contract.validation import load_dataset
+    from riskmodel.params import ParamsError, load_params
     from riskmodel.reporting import print_validation
 
     try:
-        mp = load_mapping(mapping) if mapping else None
-        result = load_dataset(str(raw_dir), mp, _date(observed_until))
-    except ContractError as exc:
+        prm = load_params(_params_path(params))
+        mapping_path = mapping or (Path(prm.data.mapping) if prm.data.mapping else None)
+        mp = load_mapping(mapping_path) if mapping_path else None
+        result = load_dataset(str(raw_dir), mp,
+                              _date(observed_until) or prm.data.observed_until)
+    except (ContractError, ParamsError) as exc:
         raise _fail(str(exc), 2) from exc
+    if max_reject_rate is None:
+        max_reject_rate = prm.data.max_reject_rate
     print_validation(result)
     if rejects is not None:
         rejects.mkdir(parents=True, exist_ok=True)
@@ -110,10 +131,13 @@ def synth(
     dates = None
     if truth_dates:
         dates = [dt.date.fromisoformat(d.strip()) for d in truth_dates.split(",") if d.strip()]
-    cfg = SynthConfig(
-        n_buyers=buyers, start=start.date(), end=end.date(), seed=seed, truth_dates=dates,
-        chunk_buyers=chunk_buyers,
-    )
+    try:
+        cfg = SynthConfig(
+            n_buyers=buyers, start=start.date(), end=end.date(), seed=seed, truth_dates=dates,
+            chunk_buyers=chunk_buyers,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
     stats = write_world(cfg, out, progress=True)
     typer.echo(
         f"wrote {stats['buyers']:,} buyers, {stats['invoices']:,} invoices, "
@@ -141,13 +165,18 @@ def _load_inputs(raw_dir: Path, params_path: Path | None, observed_until: dt.dat
     from riskmodel.params import ParamsError, load_params
 
     try:
-        params = load_params(params_path)
+        params = load_params(_params_path(params_path))
         mapping_path = mapping or (Path(params.data.mapping) if params.data.mapping else None)
         mp = load_mapping(mapping_path) if mapping_path else None
         ou = _date(observed_until) or params.data.observed_until
         data = load_dataset(str(raw_dir), mp, ou)
     except (ContractError, ParamsError) as exc:
         raise _fail(str(exc), 2) from exc
+    over = data.over_limit(params.data.max_reject_rate)
+    if over:  # the contract: the run fails above the limit, whichever command reads the data
+        detail = ", ".join(f"{n} {data.tables[n].reject_rate:.2%}" for n in over)
+        raise _fail(f"rejected share above data.max_reject_rate "
+                    f"{params.data.max_reject_rate:.2%}: {detail} (see riskmodel validate)", 1)
     return params, data
 
 
@@ -269,7 +298,7 @@ def train(
         raise _fail("give both --features and --labels, or neither", 2)
     if features_path is not None and labels_path is not None:
         try:
-            prm = load_params(params)
+            prm = load_params(_params_path(params))
         except ParamsError as exc:
             raise _fail(str(exc), 2) from exc
         feats, labs = _read_frame(features_path, "features"), _read_frame(labels_path, "labels")
@@ -350,7 +379,7 @@ def evaluate(
     from riskmodel.training import TrainingError, build_panel, split_panel
 
     try:
-        prm = load_params(params)
+        prm = load_params(_params_path(params))
         model = load_model_dir(model_dir)
         panel = build_panel(_read_frame(features_path, "features"),
                             _read_frame(labels_path, "labels"))
@@ -417,7 +446,7 @@ def promote(
     from riskmodel.registry import promote as run_promotion
 
     try:
-        prm = load_params(params)
+        prm = load_params(_params_path(params))
     except ParamsError as exc:
         raise _fail(str(exc), 2) from exc
     decision = run_promotion(prm.registry.model_name, prm.promote)

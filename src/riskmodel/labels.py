@@ -63,13 +63,10 @@ def _events(events: pd.DataFrame) -> pa.Table:
 
 
 def _first_issue(invoices: pd.DataFrame) -> pa.Table:
-    first = invoices.groupby("buyer_id", sort=False, observed=True)["issue_date"].min()
-    return pa.table(
-        {
-            "buyer_id": pa.array(first.index.astype("str").to_numpy(dtype=object)),
-            "first_issue": _date32(first.reset_index(drop=True)),
-        }
-    )
+    table = pa.table({"buyer_id": pa.array(invoices["buyer_id"].astype("str"), from_pandas=True),
+                      "issue_date": _date32(invoices["issue_date"])})
+    first = table.group_by("buyer_id").aggregate([("issue_date", "min")])
+    return pa.table({"buyer_id": first["buyer_id"], "first_issue": first["issue_date_min"]})
 
 
 _STATUS_SQL = """

@@ -23,6 +23,7 @@ class DataParams(_Strict):
     raw: str = "data/raw"
     observed_until: dt.date | None = None
     mapping: str | None = None
+    max_reject_rate: float = Field(0.01, ge=0, le=1)
 
 
 class SnapshotParams(_Strict):

@@ -92,7 +92,12 @@ def _coerce(
         if not is_text:
             _wrong_type(source, column, kind, dtype)
         fmt = date_format or "ISO8601"
-        parsed = pd.to_datetime(series, format=fmt, errors="coerce")
+        try:
+            parsed = pd.to_datetime(series, format=fmt, errors="coerce")
+        except (TypeError, ValueError):  # offsets (+05:00): mixed, or not allowed unconverted
+            parsed = pd.to_datetime(series, format=fmt, errors="coerce", utc=True)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_localize(None)  # the calendar date in UTC
         return parsed.dt.floor("D").astype(DATE_DTYPE)
     if kind in ("float", "int"):
         if is_bool or is_dt:
