@@ -288,3 +288,16 @@ def test_contract_named_columns_need_no_mapping(tmp_path: Path) -> None:
     assert rejects_by_ref(result, "invoices") == {}
     read = read_tables(raw, mapping)
     assert "Betrag" not in read["invoices"].frame.columns
+
+
+def test_recode_to_null_alone_marks_values_missing(tmp_path: Path) -> None:
+    """A recode whose only target is null turns that code into a missing value."""
+    import pandas as pd
+
+    from riskmodel.contract.mapping import TableMapping, apply_mapping
+
+    frame = pd.DataFrame({"invoice_id": ["a", "b"], "paid_date": ["NULL", "2024-01-01"]})
+    out = apply_mapping(frame, "invoices", TableMapping(values={"paid_date": {"NULL": None}}),
+                        "x.csv")
+    assert out["paid_date"].isna().tolist() == [True, False]
+    assert out["paid_date"].iloc[1] == "2024-01-01"

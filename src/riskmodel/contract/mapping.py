@@ -121,9 +121,11 @@ def apply_mapping(frame: pd.DataFrame, table: str, tm: TableMapping, source: str
     for col, recode in tm.values.items():
         if col in out.columns:
             as_text = {str(k): v for k, v in recode.items()}
-            text = out[col].astype("string")
-            mapped = text.map(as_text)
-            out[col] = mapped.where(text.isin(list(as_text)), out[col]).astype(object)
+            text = out[col].astype(object).where(out[col].isna(), out[col].astype("str"))
+            hit = text.isin(list(as_text)).to_numpy(dtype=bool)
+            values = out[col].astype(object).to_numpy(copy=True)
+            values[hit] = text[hit].map(as_text).to_numpy(dtype=object)
+            out[col] = pd.Series(values, index=out.index, dtype=object)
     used = set(tm.columns.values())
     contract = set(column_names(table))
     for col in frame.columns:
