@@ -136,11 +136,14 @@ def type_table(raw: RawTable, mapping: Mapping | None = None) -> TypedTable:
         col = frame[spec.name]
         present = col.notna()
         if pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype):
-            text = col.astype("str").str.strip()
-            present &= text.ne("").fillna(False).astype(bool)
+            # Arrow kernels: pandas' .str methods are several times slower on millions of rows
+            text = pc.utf8_trim_whitespace(pyarrow.array(col.astype("str"), from_pandas=True))
+            blank = pc.equal(text, "")
             if spec.kind in ("float", "int"):
                 # NaN is missing, as it is in a Parquet float column once read
-                present &= ~text.str.lower().eq("nan").fillna(False).astype(bool)
+                blank = pc.or_(blank, pc.equal(pc.utf8_lower(text), "nan"))
+            present &= ~np.asarray(pc.fill_null(blank, False).to_numpy(zero_copy_only=False),
+                                   dtype=bool)
         values = _coerce(
             col, spec.kind, raw.source, spec.name, mapping.date_format_for(raw.name, spec.name)
         )
