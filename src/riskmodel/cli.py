@@ -199,6 +199,17 @@ def _as_of_dates(as_of: str | None, params, data) -> list[dt.date]:
     return dates
 
 
+def _feature_config(prm):
+    from riskmodel.features import FeatureConfig
+
+    return FeatureConfig(
+        windows=tuple(prm.features.windows),
+        dpd_threshold=prm.label.dpd_threshold,
+        chunk_invoices=prm.features.chunk_invoices,
+        history_cap_days=prm.features.history_cap_days,
+    )
+
+
 @app.command()
 def features(
     raw_dir: RawDir,
@@ -211,16 +222,11 @@ def features(
     """Point-in-time features: one row per (buyer, as-of date) with an invoice by then."""
     from rich.progress import Progress
 
-    from riskmodel.features import FeatureConfig, build_features
+    from riskmodel.features import build_features
 
     prm, data = _load_inputs(raw_dir, params, observed_until, mapping)
     dates = _as_of_dates(as_of, prm, data)
-    cfg = FeatureConfig(
-        windows=tuple(prm.features.windows),
-        dpd_threshold=prm.label.dpd_threshold,
-        chunk_invoices=prm.features.chunk_invoices,
-        history_cap_days=prm.features.history_cap_days,
-    )
+    cfg = _feature_config(prm)
     with Progress(transient=True) as bar:
         task = bar.add_task("features", total=None)
         frame = build_features(
@@ -288,7 +294,7 @@ def train(
     """Train the calibrated LightGBM PD model; log it to MLflow as the new challenger."""
     import json
 
-    from riskmodel.features import FeatureConfig, build_features
+    from riskmodel.features import build_features
     from riskmodel.labels import compute_labels
     from riskmodel.params import ParamsError, load_params
     from riskmodel.provenance import fingerprint, git_commit
@@ -305,10 +311,7 @@ def train(
     else:
         prm, data = _load_inputs(raw_dir, params, observed_until, mapping)
         dates = _as_of_dates(None, prm, data)
-        cfg = FeatureConfig(windows=tuple(prm.features.windows),
-                            dpd_threshold=prm.label.dpd_threshold,
-                            chunk_invoices=prm.features.chunk_invoices,
-                            history_cap_days=prm.features.history_cap_days)
+        cfg = _feature_config(prm)
         feats = build_features(data.invoices, data.buyers, data.events, dates, cfg)
         labs = compute_labels(data.invoices, data.events, dates, data.observed_until,
                               prm.label.horizon_days, prm.label.dpd_threshold)
