@@ -376,17 +376,51 @@ def build_features(
             tables.append(_query(chunk, buyer_tbl, as_of_dates, cfg))
         if on_chunk is not None:
             on_chunk(k + 1, n_chunks)
-    parts = []
-    if tables:
-        status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
-        parts.append(_finish(tables, buyer_index, status))
     columns = list(ID_COLUMNS) + feature_names(cfg)
-    if not parts:
+    if not tables:
         return pd.DataFrame(columns=columns)
-    frame = add_peer_features(pd.concat(parts, ignore_index=True), cfg.windows)
-    frame = frame[columns].sort_values(["as_of", "buyer_id"], ignore_index=True)
-    for col in CATEGORICAL:
+    status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
+    return _assemble(tables, buyers, status, cfg)
+
+
+def _assemble(tables: list[pa.Table], buyers: pd.DataFrame, status: pd.DataFrame,
+              cfg: FeatureConfig) -> pd.DataFrame:
+    """Join the chunk results into the output in one DuckDB query (buyer ids, status, the
+    peer feature, column order and types, row order), so the 10M-row frames of a large book
+    are not copied step by step in pandas."""
+    names = feature_names(cfg)
+    base = f"dbt_wmean_{max(cfg.windows)}"
+    cols = []
+    for name in names:
+        if name == "dbt_vs_industry":
+            cols.append(f"f.{base} - median(f.{base}) OVER (PARTITION BY f.industry, f.as_of)"
+                        f" AS dbt_vs_industry")
+        elif name in CATEGORICAL:
+            cols.append(f"f.{name}")
+        else:
+            cols.append(f"CAST(f.{name} AS DOUBLE) AS {name}")
+    ids = pa.table({"buyer": pa.array(np.arange(len(buyers), dtype=np.int32)),
+                    "buyer_id": pa.array(buyers["buyer_id"].astype("str"), from_pandas=True)})
+    st = pa.table({"buyer_id": pa.array(status["buyer_id"].astype("str"), from_pandas=True),
+                   "as_of": pa.array(status["as_of"].to_numpy().astype("datetime64[D]"),
+                                     type=pa.date32()),
+                   "status": pa.array(status["status"].astype("str"), from_pandas=True)})
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("chunks", pa.concat_tables(tables))
+        con.register("ids", ids)
+        con.register("st", st)
+        out = con.sql(f"""
+            SELECT i.buyer_id, f.as_of, st.status, {", ".join(cols)}
+            FROM chunks f JOIN ids i USING (buyer)
+            LEFT JOIN st ON st.buyer_id = i.buyer_id AND st.as_of = f.as_of
+            ORDER BY f.as_of, i.buyer_id
+        """).to_arrow_table()
+    finally:
+        con.close()
+    tables.clear()
+    frame = out.to_pandas()
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
+    for col in ("buyer_id", "status", *CATEGORICAL):
         frame[col] = frame[col].astype("str")
-    numeric = [c for c in feature_names(cfg) if c not in CATEGORICAL]
-    frame[numeric] = frame[numeric].astype("float64")  # one type for the model's signature
     return frame
