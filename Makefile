@@ -29,7 +29,6 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench pipelines
-	$(BIN)/ruff format --check src tests bench pipelines
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy src/riskmodel
