@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskmodel.labels import as_of_table, default_status
+from riskmodel.labels import as_of_table, date32, default_status
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
 CATEGORICAL = ("industry", "country")
@@ -205,11 +205,6 @@ LEFT JOIN buyers b ON b.buyer = p.buyer
 """
 
 
-def _d32(s: pd.Series) -> pa.Array:
-    arr = s.to_numpy(dtype="datetime64[s]", na_value=np.datetime64("NaT"))
-    return pa.array(arr.astype("datetime64[D]"), type=pa.date32(), from_pandas=True)
-
-
 def _codes(values: pd.Series, index: pd.Index, what: str) -> np.ndarray:
     """Position of each value in ``index`` (an Arrow hash lookup: pandas' get_indexer on
     millions of Arrow strings is several times slower)."""
@@ -247,9 +242,9 @@ def _invoice_arrow(invoices: pd.DataFrame, buyer_index: pd.Index) -> pa.Table:
         {
             "buyer": pa.array(_codes(invoices["buyer_id"], buyer_index, "invoices")),
             "supplier": supplier,
-            "issue_date": _d32(invoices["issue_date"]),
-            "due_date": _d32(invoices["due_date"]),
-            "paid_date": _d32(invoices["paid_date"]),
+            "issue_date": date32(invoices["issue_date"]),
+            "due_date": date32(invoices["due_date"]),
+            "paid_date": date32(invoices["paid_date"]),
             "amount": pa.array(invoices["amount"].to_numpy(dtype=float)),
             "disputed": disputed,
             "paydex": pa.array(paydex_score(dbt), from_pandas=True),
@@ -319,7 +314,8 @@ def chunk_features(
     cfg: FeatureConfig,
 ) -> pd.DataFrame:
     """Features of every buyer of one chunk (all of a buyer's invoices must be in it), without
-    the peer features: the unit of work of a Spark partition. Pure: the inputs are not
+    the peer feature, which needs every buyer of a date (``build_features`` adds it when it
+    assembles the chunks): the unit of work of a Spark partition. Pure: the inputs are not
     modified."""
     buyer_index = _buyer_index(buyers)
     inv = _invoice_arrow(invoices, buyer_index)
@@ -336,18 +332,6 @@ def buyer_chunks(inv: pa.Table, n_chunks: int) -> Iterator[pa.Table]:
     bucket = inv["buyer"].to_numpy() % n_chunks
     for k in range(n_chunks):
         yield inv.filter(pa.array(bucket == k))
-
-
-def add_peer_features(frame: pd.DataFrame, windows: Sequence[int]) -> pd.DataFrame:
-    """The buyer's amount-weighted DBT over the longest window against its industry's median at the
-    same as-of date (buyers with no such DBT do not count in the median)."""
-    out = frame.copy()
-    base = f"dbt_wmean_{max(windows)}"
-    median = out.groupby(["industry", "as_of"], observed=True, dropna=False)[base].transform(
-        "median"
-    )
-    out["dbt_vs_industry"] = out[base] - median
-    return out
 
 
 def build_features(

@@ -25,7 +25,8 @@ import pandas as pd
 import pyarrow as pa
 
 
-def _date32(values: pd.Series) -> pa.Array:
+def date32(values: pd.Series) -> pa.Array:
+    """A pandas date column as Arrow date32 (nulls kept): what the DuckDB engines read."""
     arr = values.to_numpy(dtype="datetime64[s]", na_value=np.datetime64("NaT"))
     return pa.array(arr.astype("datetime64[D]"), type=pa.date32(), from_pandas=True)
 
@@ -46,8 +47,8 @@ def _reached(invoices: pd.DataFrame, dpd_threshold: int) -> pa.Table:
     return pa.table(
         {
             "buyer_id": pa.array(sub["buyer_id"].astype("str").to_numpy(dtype=object)),
-            "crossing": _date32(crossing[hit]),
-            "paid_date": _date32(sub["paid_date"]),
+            "crossing": date32(crossing[hit]),
+            "paid_date": date32(sub["paid_date"]),
         }
     )
 
@@ -57,14 +58,14 @@ def _events(events: pd.DataFrame) -> pa.Table:
         {
             "buyer_id": pa.array(events["buyer_id"].astype("str").to_numpy(dtype=object),
                                  type=pa.string()),
-            "event_date": _date32(events["event_date"]),
+            "event_date": date32(events["event_date"]),
         }
     )
 
 
 def _first_issue(invoices: pd.DataFrame) -> pa.Table:
     table = pa.table({"buyer_id": pa.array(invoices["buyer_id"].astype("str"), from_pandas=True),
-                      "issue_date": _date32(invoices["issue_date"])})
+                      "issue_date": date32(invoices["issue_date"])})
     first = table.group_by("buyer_id").aggregate([("issue_date", "min")])
     return pa.table({"buyer_id": first["buyer_id"], "first_issue": first["issue_date_min"]})
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.calibration import Calibrator
+from riskmodel.features import ID_COLUMNS
 from riskmodel.masterscale import DEFAULT_GRADE, MasterScale
 
-ID_COLUMNS = ("buyer_id", "as_of", "status")
 #: the folder, inside an MLflow pyfunc model directory, that holds the model files
 ARTIFACT_KEY = "riskmodel"
 FILES = {

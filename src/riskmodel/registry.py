@@ -24,7 +24,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from riskmodel.model import ARTIFACT_KEY, ID_COLUMNS, RiskModel
+from riskmodel.model import ARTIFACT_KEY, RiskModel
 
 CHALLENGER = "challenger"
 _MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
@@ -39,8 +39,13 @@ def _local_store(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "databricks"))
 
 
-def configure() -> MlflowClient:
+def _quiet() -> None:
+    """No artifact progress bars in batch logs (set when used, never at import)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def configure() -> MlflowClient:
+    _quiet()
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -88,7 +93,7 @@ def save_pyfunc(model: RiskModel, path: str | Path, extra_files: Mapping[str, An
     """Write an MLflow pyfunc model directory holding the model files (and ``extra_files``,
     JSON documents such as the training metadata, beside them)."""
     path = Path(path)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _quiet()
     if path.exists():
         shutil.rmtree(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,5 +247,5 @@ def promote(model_name: str, gates: Any) -> Decision:
     return Decision(passed, version, champ_version, results)
 
 
-__all__ = ["ID_COLUMNS", "Decision", "Registered", "RiskPyfunc", "log_evaluation",
+__all__ = ["Decision", "Registered", "RiskPyfunc", "log_evaluation",
            "log_training", "promote", "save_pyfunc", "tracking_uri"]

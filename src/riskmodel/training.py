@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from riskmodel.calibration import Calibrator
-from riskmodel.features import CATEGORICAL
+from riskmodel.features import CATEGORICAL, ID_COLUMNS
 from riskmodel.masterscale import MasterScale
-from riskmodel.model import ID_COLUMNS, FeatureSpec, RiskModel, design_matrix
+from riskmodel.model import FeatureSpec, RiskModel, design_matrix
 from riskmodel.params import Params
 
 TARGET = "bad"
