@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from riskmodel.evaluation import evaluate
+from riskmodel.modeling.evaluation import evaluate
+from riskmodel.modeling.training import train_model
 from riskmodel.params import parse_params
-from riskmodel.training import train_model
 
 SHAPES = [  # (num_leaves, max_depth, min_child_samples)
     (4, 2, 100),

@@ -1,4 +1,4 @@
-"""Synthetic-world throughput and peak memory: ``riskmodel.synth.write_world`` at growing N.
+"""Synthetic-world throughput and peak memory: ``riskmodel.data.synth.write_world`` at growing N.
 
 Each size runs in a fresh process that writes the world (2020-01-01 .. 2024-12-31, seed 0,
 ``SynthConfig``'s default block of 10,000 buyers unless ``--chunk-buyers``) to a scratch folder
@@ -27,7 +27,7 @@ START, END = dt.date(2020, 1, 1), dt.date(2024, 12, 31)
 
 
 def child(n_buyers: int, chunk_buyers: int) -> None:
-    from riskmodel.synth import SynthConfig, write_world
+    from riskmodel.data.synth import SynthConfig, write_world
 
     out = common.OUT_DIR / f"synth_scratch_{n_buyers}"
     shutil.rmtree(out, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Validation throughput: ``riskmodel.contract.load_dataset`` against a bare Parquet read.
+"""Validation throughput: ``riskmodel.data.contract.load_dataset`` against a bare Parquet read.
 
 On a synthetic 2019-2024 book of about 10M invoices (``bench/out/data``, generated once),
 each in a fresh process, run in turn:
@@ -42,7 +42,7 @@ def child(variant: str, raw: Path) -> None:
 
         result["rows"] = len(pq.read_table(raw / "invoices").to_pandas(date_as_object=False))
     elif variant == "load_dataset":
-        from riskmodel.contract import reader, validation
+        from riskmodel.data.contract import reader, validation
 
         phases: dict[str, float] = defaultdict(float)
 

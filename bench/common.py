@@ -73,7 +73,7 @@ def world_for_invoices(n_invoices: float, label: str | None = None) -> World:
 
 def ensure_world(world: World, verbose: bool = True) -> dict[str, int]:
     """Generate ``world`` once; later calls read its row counts from ``counts.json``."""
-    from riskmodel.synth import SynthConfig, write_world
+    from riskmodel.data.synth import SynthConfig, write_world
 
     marker = world.path / "counts.json"
     if marker.exists():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from riskmodel.contract import ValidationResult, load_dataset
-from riskmodel.synth import SynthConfig, write_world
+from riskmodel.data.contract import ValidationResult, load_dataset
+from riskmodel.data.synth import SynthConfig, write_world
 from worlds import dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

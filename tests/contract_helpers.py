@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskmodel.contract import TABLE_COLUMNS, TABLES, RuleContext, ValidationResult
-from riskmodel.contract.validation import contract_schema
+from riskmodel.data.contract import TABLE_COLUMNS, TABLES, RuleContext, ValidationResult
+from riskmodel.data.contract.validation import contract_schema
 
 #: The latest issue, paid or event date of the base dataset: its inferred observation date.
 BASE_OBSERVED_UNTIL = dt.date(2024, 6, 30)

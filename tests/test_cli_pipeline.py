@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from riskmodel.cli import app
 from riskmodel.features import FeatureConfig, feature_names
-from riskmodel.model import FILES, load_model_dir
+from riskmodel.modeling.model import FILES, load_model_dir
 from training_helpers import write_params
 
 pytestmark = pytest.mark.slow

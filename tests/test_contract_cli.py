@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from contract_helpers import add_row, base_tables, write_dataset
 from riskmodel.cli import app
-from riskmodel.contract import TABLES
+from riskmodel.data.contract import TABLES
 
 runner = CliRunner()
 

@@ -22,8 +22,8 @@ from contract_helpers import (
     write_dataset,
     write_parquet,
 )
-from riskmodel.contract import TABLE_COLUMNS, TABLES, ContractError, load_dataset, read_tables
-from riskmodel.contract.validation import WRONG_TYPE_MIN_VALUES
+from riskmodel.data.contract import TABLE_COLUMNS, TABLES, ContractError, load_dataset, read_tables
+from riskmodel.data.contract.validation import WRONG_TYPE_MIN_VALUES
 
 REQUIRED = [(t, c.name) for t in TABLES for c in TABLE_COLUMNS[t] if c.required]
 OPTIONAL = [(t, c.name) for t in TABLES for c in TABLE_COLUMNS[t] if not c.required]

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskmodel.contract.validation import is_in, not_duplicated
+from riskmodel.data.contract.validation import is_in, not_duplicated
 
 values = st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "ä", "", "a "])),
                   max_size=40)

@@ -16,9 +16,9 @@ import pytest
 
 from reference_duckdb import reference_features_duckdb
 from reference_pandas import read_raw, reference_features_pandas
-from riskmodel.contract import load_dataset
+from riskmodel.data.contract import load_dataset
+from riskmodel.data.synth import SynthConfig, write_world
 from riskmodel.features import ID_COLUMNS, FeatureConfig, build_features, feature_names
-from riskmodel.synth import SynthConfig, write_world
 
 AS_OF = [dt.date(2021, 6, 30), dt.date(2021, 12, 31), dt.date(2022, 6, 30),
          dt.date(2022, 12, 31)]

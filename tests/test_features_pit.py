@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskmodel.features import FeatureConfig, build_features
-from riskmodel.labels import default_status
+from riskmodel.features.labels import default_status
 from worlds import dataset
 
 BASE = dt.date(2023, 1, 1)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskmodel.labels import compute_labels, default_status
+from riskmodel.features.labels import compute_labels, default_status
 from worlds import d, dataset
 
 BASE = dt.date(2024, 1, 1)

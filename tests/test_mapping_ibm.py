@@ -21,7 +21,7 @@ from contract_helpers import (
     write_dataset,
 )
 from riskmodel.cli import app
-from riskmodel.contract import ContractError, load_dataset, load_mapping, read_tables
+from riskmodel.data.contract import ContractError, load_dataset, load_mapping, read_tables
 
 REPO = Path(__file__).resolve().parents[1]
 IBM_MAPPING = REPO / "mappings" / "ibm_ar.yaml"
@@ -294,7 +294,7 @@ def test_recode_to_null_alone_marks_values_missing(tmp_path: Path) -> None:
     """A recode whose only target is null turns that code into a missing value."""
     import pandas as pd
 
-    from riskmodel.contract.mapping import TableMapping, apply_mapping
+    from riskmodel.data.contract.mapping import TableMapping, apply_mapping
 
     frame = pd.DataFrame({"invoice_id": ["a", "b"], "paid_date": ["NULL", "2024-01-01"]})
     out = apply_mapping(frame, "invoices", TableMapping(values={"paid_date": {"NULL": None}}),

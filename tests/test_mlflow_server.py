@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.model import load_model_dir
+from riskmodel.modeling.model import load_model_dir
 from riskmodel.provenance import fingerprint
 from training_helpers import world, write_params
 

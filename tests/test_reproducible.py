@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from riskmodel.features import FeatureConfig, build_features
-from riskmodel.model import FILES, load_model_dir
-from riskmodel.training import train_model
+from riskmodel.modeling.model import FILES, load_model_dir
+from riskmodel.modeling.training import train_model
 from training_helpers import World, fast_params, world, write_params
 
 pytestmark = pytest.mark.slow

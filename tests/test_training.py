@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskmodel.calibration import PD_FLOOR, Calibrator
-from riskmodel.masterscale import DEFAULT_GRADE, MasterScale
-from riskmodel.model import FeatureMismatchError, RiskModel
-from riskmodel.params import MasterScaleParams
-from riskmodel.training import (
+from riskmodel.modeling.calibration import PD_FLOOR, Calibrator
+from riskmodel.modeling.masterscale import DEFAULT_GRADE, MasterScale
+from riskmodel.modeling.model import FeatureMismatchError, RiskModel
+from riskmodel.modeling.training import (
     TARGET,
     TrainingError,
     TrainResult,
@@ -24,6 +23,7 @@ from riskmodel.training import (
     train_model,
     trainable,
 )
+from riskmodel.params import MasterScaleParams
 from training_helpers import World, fast_params, world
 
 slow = pytest.mark.slow  # the tests that build the world and train

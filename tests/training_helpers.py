@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from riskmodel.contract import ValidationResult, load_dataset
+from riskmodel.data.contract import ValidationResult, load_dataset
+from riskmodel.data.synth import SynthConfig, write_world
 from riskmodel.features import FeatureConfig, build_features
-from riskmodel.labels import compute_labels
+from riskmodel.features.labels import compute_labels
 from riskmodel.params import Params, parse_params
-from riskmodel.synth import SynthConfig, write_world
 
 WORLD = SynthConfig(n_buyers=3000, start=dt.date(2020, 1, 1), end=dt.date(2023, 12, 31), seed=5)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from riskmodel.contract import RawTable, ValidationResult, validate_tables
-from riskmodel.contract.schema import TABLE_COLUMNS
+from riskmodel.data.contract import RawTable, ValidationResult, validate_tables
+from riskmodel.data.contract.schema import TABLE_COLUMNS
 
 
 def _frame(table: str, rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -77,8 +77,8 @@ def validate(
     ] = None,
 ) -> None:
     """Check a raw dataset against the data contract; set bad rows aside with their reason."""
-    from riskmodel.contract import ContractError, load_mapping
-    from riskmodel.contract.validation import load_dataset
+    from riskmodel.data.contract import ContractError, load_mapping
+    from riskmodel.data.contract.validation import load_dataset
     from riskmodel.params import ParamsError, load_params
     from riskmodel.reporting import print_validation
 
@@ -126,7 +126,7 @@ def synth(
     ] = 10_000,
 ) -> None:
     """Write a synthetic buyer world (contract tables plus truth.parquet) with known PDs."""
-    from riskmodel.synth import SynthConfig, write_world
+    from riskmodel.data.synth import SynthConfig, write_world
 
     dates = None
     if truth_dates:
@@ -160,8 +160,8 @@ AsOfOpt = Annotated[
 def _load_inputs(raw_dir: Path, params_path: Path | None, observed_until: dt.datetime | None,
                  mapping: Path | None):
     """params + validated dataset, or exit 2 with the reason."""
-    from riskmodel.contract import ContractError, load_mapping
-    from riskmodel.contract.validation import load_dataset
+    from riskmodel.data.contract import ContractError, load_mapping
+    from riskmodel.data.contract.validation import load_dataset
     from riskmodel.params import ParamsError, load_params
 
     try:
@@ -249,7 +249,7 @@ def labels(
     mapping: MappingOpt = None,
 ) -> None:
     """Contract labels: in_default at A, and bad within (A, A + horizon] (null if unobserved)."""
-    from riskmodel.labels import compute_labels
+    from riskmodel.features.labels import compute_labels
 
     prm, data = _load_inputs(raw_dir, params, observed_until, mapping)
     dates = _as_of_dates(as_of, prm, data)
@@ -295,10 +295,10 @@ def train(
     import json
 
     from riskmodel.features import build_features
-    from riskmodel.labels import compute_labels
+    from riskmodel.features.labels import compute_labels
+    from riskmodel.modeling.training import TrainingError, train_model
     from riskmodel.params import ParamsError, load_params
     from riskmodel.provenance import fingerprint, git_commit
-    from riskmodel.training import TrainingError, train_model
 
     if (features_path is None) != (labels_path is None):
         raise _fail("give both --features and --labels, or neither", 2)
@@ -375,11 +375,11 @@ def evaluate(
 
     import pandas as pd
 
-    from riskmodel.evaluation import evaluate as run_evaluation
-    from riskmodel.model import load_model_dir, model_files
+    from riskmodel.modeling.evaluation import evaluate as run_evaluation
+    from riskmodel.modeling.model import load_model_dir, model_files
+    from riskmodel.modeling.plots import draw
+    from riskmodel.modeling.training import TrainingError, build_panel, split_panel
     from riskmodel.params import ParamsError, load_params
-    from riskmodel.plots import draw
-    from riskmodel.training import TrainingError, build_panel, split_panel
 
     try:
         prm = load_params(_params_path(params))

@@ -24,7 +24,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from riskmodel.model import ARTIFACT_KEY, RiskModel
+from riskmodel.modeling.model import ARTIFACT_KEY, RiskModel
 
 CHALLENGER = "challenger"
 _MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
@@ -68,7 +68,7 @@ def ensure_experiment(name: str) -> str:
 
 
 class RiskPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow wrapper of :class:`riskmodel.model.RiskModel`."""
+    """MLflow wrapper of :class:`riskmodel.modeling.model.RiskModel`."""
 
     def load_context(self, context: Any) -> None:
         self.model = RiskModel.load(context.artifacts[ARTIFACT_KEY])

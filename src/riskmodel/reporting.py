@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from riskmodel.contract import ValidationResult
+    from riskmodel.data.contract import ValidationResult
 
 
 def print_validation(result: ValidationResult, console: Console | None = None) -> None:

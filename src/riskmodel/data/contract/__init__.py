@@ -1,10 +1,10 @@
 """The raw data contract: read, map, type and validate the three raw tables."""
 
-from riskmodel.contract.errors import ContractError
-from riskmodel.contract.mapping import Mapping, load_mapping
-from riskmodel.contract.reader import RawTable, read_tables
-from riskmodel.contract.schema import EVENT_TYPES, RULES, TABLE_COLUMNS, TABLES
-from riskmodel.contract.validation import (
+from riskmodel.data.contract.errors import ContractError
+from riskmodel.data.contract.mapping import Mapping, load_mapping
+from riskmodel.data.contract.reader import RawTable, read_tables
+from riskmodel.data.contract.schema import EVENT_TYPES, RULES, TABLE_COLUMNS, TABLES
+from riskmodel.data.contract.validation import (
     RuleContext,
     TableResult,
     ValidationResult,

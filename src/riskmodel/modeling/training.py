@@ -20,10 +20,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from riskmodel.calibration import Calibrator
 from riskmodel.features import CATEGORICAL, ID_COLUMNS
-from riskmodel.masterscale import MasterScale
-from riskmodel.model import FeatureSpec, RiskModel, design_matrix
+from riskmodel.modeling.calibration import Calibrator
+from riskmodel.modeling.masterscale import MasterScale
+from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix
 from riskmodel.params import Params
 
 TARGET = "bad"

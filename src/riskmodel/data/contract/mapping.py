@@ -29,8 +29,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from riskmodel.contract.errors import ContractError
-from riskmodel.contract.schema import TABLE_COLUMNS, TABLES, column_names
+from riskmodel.data.contract.errors import ContractError
+from riskmodel.data.contract.schema import TABLE_COLUMNS, TABLES, column_names
 
 
 class TableMapping(BaseModel):

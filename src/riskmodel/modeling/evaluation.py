@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
-from riskmodel.masterscale import MasterScale
+from riskmodel.modeling.masterscale import MasterScale
 
 
 def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskmodel.labels import as_of_table, date32, default_status
+from riskmodel.features.labels import as_of_table, date32, default_status
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
 CATEGORICAL = ("industry", "country")

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from riskmodel.evaluation import Evaluation
+from riskmodel.modeling.evaluation import Evaluation
 
 
 def draw(ev: Evaluation, out_dir: Path) -> list[Path]:

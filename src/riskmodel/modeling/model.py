@@ -19,9 +19,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from riskmodel.calibration import Calibrator
 from riskmodel.features import ID_COLUMNS
-from riskmodel.masterscale import DEFAULT_GRADE, MasterScale
+from riskmodel.modeling.calibration import Calibrator
+from riskmodel.modeling.masterscale import DEFAULT_GRADE, MasterScale
 
 #: the folder, inside an MLflow pyfunc model directory, that holds the model files
 ARTIFACT_KEY = "riskmodel"

@@ -23,10 +23,10 @@ import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
 
-from riskmodel.contract.errors import ContractError
-from riskmodel.contract.mapping import Mapping
-from riskmodel.contract.reader import RawTable
-from riskmodel.contract.schema import (
+from riskmodel.data.contract.errors import ContractError
+from riskmodel.data.contract.mapping import Mapping
+from riskmodel.data.contract.reader import RawTable
+from riskmodel.data.contract.schema import (
     COUNTRY_CODES,
     CURRENCY_PATTERN,
     EVENT_TYPES,
@@ -439,6 +439,6 @@ def load_dataset(
     observed_until: dt.date | None = None,
 ) -> ValidationResult:
     """Read, map, type and validate a raw dataset folder: what every command calls first."""
-    from riskmodel.contract.reader import read_tables
+    from riskmodel.data.contract.reader import read_tables
 
     return validate_tables(read_tables(raw_dir, mapping), observed_until, mapping)

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from riskmodel.contract.errors import ContractError
-from riskmodel.contract.mapping import Mapping, apply_mapping, derive_table
-from riskmodel.contract.schema import TABLE_COLUMNS, TABLES
+from riskmodel.data.contract.errors import ContractError
+from riskmodel.data.contract.mapping import Mapping, apply_mapping, derive_table
+from riskmodel.data.contract.schema import TABLE_COLUMNS, TABLES
 
 
 @dataclass(frozen=True)

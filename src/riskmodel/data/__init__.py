@@ -1,0 +1,1 @@
+"""The data layer: the raw data contract, the validated book, and the synthetic world."""

@@ -1,0 +1,19 @@
+"""Point-in-time features and contract labels of buyers at as-of dates."""
+
+from riskmodel.features.engine import (
+    CATEGORICAL,
+    ID_COLUMNS,
+    FeatureConfig,
+    build_features,
+    feature_names,
+    paydex_score,
+)
+
+__all__ = [
+    "CATEGORICAL",
+    "ID_COLUMNS",
+    "FeatureConfig",
+    "build_features",
+    "feature_names",
+    "paydex_score",
+]

@@ -1,0 +1,1 @@
+"""The model: training, calibration, master scale, the model object and its validation."""
