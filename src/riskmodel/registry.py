@@ -1,10 +1,18 @@
 """Everything that talks to MLflow: tracking, the pyfunc model format, the model registry and
 promotion by declared gates. The rest of the package never imports mlflow.
 
-Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else a SQLite database ``mlflow.db`` in the
-working directory (never the deprecated file store). Artifacts of a local store go to
-``MLFLOW_ARTIFACT_ROOT`` or ``./mlartifacts`` (absolute), set on the experiment explicitly;
-a tracking server stores them where it is configured to.
+The store (:class:`Store`) does not depend on the working directory: the tracking URI is
+``MLFLOW_TRACKING_URI`` when set, else the SQLite database ``<project_dir>/mlflow.db`` (never
+the deprecated file store). Artifacts of a local store go to ``MLFLOW_ARTIFACT_ROOT`` (a
+relative value is taken relative to ``project_dir``) or ``<project_dir>/mlartifacts``, set on
+the experiment when it is created; a tracking server stores them where it is configured to.
+``project_dir`` is given by the caller (the command line passes the folder of the params file
+in use); ``None`` means the working directory.
+
+Every call talks to MLflow through an explicit :class:`~mlflow.tracking.MlflowClient` of
+that store: nothing here sets MLflow's process-wide tracking URI (which MLflow would also
+write into ``MLFLOW_TRACKING_URI`` of the process, so that the next call with another
+``project_dir`` would silently use the first store).
 """
 
 from __future__ import annotations
@@ -13,26 +21,80 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
+import numpy as np
 import pandas as pd
+import yaml
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
-from riskmodel.modeling.model import ARTIFACT_KEY, RiskModel
+from riskmodel.features import ID_COLUMNS
+from riskmodel.modeling.evaluation import discrimination
+from riskmodel.modeling.model import (
+    ARTIFACT_KEY,
+    FILES,
+    FeatureMismatchError,
+    RiskModel,
+    content_hash,
+    load_model_dir,
+)
 
 CHALLENGER = "challenger"
-_MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
 CHAMPION = "champion"
+#: model-version tag holding :func:`riskmodel.modeling.model.content_hash` of the model files
+HASH_TAG = "model_sha256"
+#: the label column of a test frame given to :func:`promote`
+LABEL = "bad"
+_MODEL_CODE = str(Path(__file__).with_name("mlflow_model.py"))
 
 
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+class RegistryError(ValueError):
+    """The registry does not hold what the operation needs (e.g. no model to promote)."""
+
+
+class ModelDirError(ValueError):
+    """A model directory cannot be written where asked (the folder there is not one)."""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where MLflow data live: the tracking (and registry) URI and, for a local store, the
+    artifact root of new experiments (``None`` for a tracking server)."""
+
+    tracking_uri: str
+    artifact_root: Path | None
+
+    @classmethod
+    def at(cls, project_dir: str | Path | None = None) -> Store:
+        base = Path(project_dir if project_dir is not None else Path.cwd()).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{base / 'mlflow.db'}"
+        root = None
+        if _local_store(uri):
+            root = base / os.environ.get("MLFLOW_ARTIFACT_ROOT", "mlartifacts")
+        return cls(uri, root)
+
+    def client(self) -> MlflowClient:
+        _quiet()
+        return MlflowClient(self.tracking_uri, self.tracking_uri)
+
+
+def tracking_uri(project_dir: str | Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<project_dir>/mlflow.db`` (absolute;
+    ``project_dir`` None: the working directory)."""
+    return Store.at(project_dir).tracking_uri
 
 
 def _local_store(uri: str) -> bool:
@@ -44,30 +106,21 @@ def _quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def configure() -> MlflowClient:
-    _quiet()
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, uri)
-
-
-def ensure_experiment(name: str) -> str:
-    client = configure()
+def ensure_experiment(name: str, *, project_dir: str | Path | None = None) -> str:
+    """The id of experiment ``name`` in the store of ``project_dir``, created if needed."""
+    store = Store.at(project_dir)
+    client = store.client()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        return exp.experiment_id
-    location = None
-    if _local_store(tracking_uri()):
-        root = Path(os.environ.get("MLFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
-        location = root.as_uri()
-    return client.create_experiment(name, artifact_location=location)
+        return str(exp.experiment_id)
+    location = store.artifact_root.as_uri() if store.artifact_root is not None else None
+    return str(client.create_experiment(name, artifact_location=location))
 
 
 # --------------------------------------------------------------------------- pyfunc
 
 
-class RiskPyfunc(mlflow.pyfunc.PythonModel):
+class RiskPyfunc(PythonModel):
     """MLflow wrapper of :class:`riskmodel.modeling.model.RiskModel`."""
 
     def load_context(self, context: Any) -> None:
@@ -78,24 +131,56 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def signature(model: RiskModel) -> ModelSignature:
-    cols = [ColSpec("string", "buyer_id", required=False),
-            ColSpec("datetime", "as_of", required=False),
-            ColSpec("string", "status", required=False)]
+    """Inputs: every model feature and ``status`` required, ``buyer_id`` and ``as_of``
+    optional; outputs ``pd``, ``grade``, ``margin``."""
+    cols: list[ColSpec | TensorSpec] = [
+        ColSpec("string", "buyer_id", required=False),
+        ColSpec("datetime", "as_of", required=False),
+        ColSpec("string", "status", required=True),
+    ]
     for name in model.spec.names:
         cols.append(ColSpec("string" if name in model.spec.categories else "double", name,
                             required=True))
-    outputs = Schema([ColSpec("double", "pd"), ColSpec("string", "grade"),
-                      ColSpec("double", "margin")])
-    return ModelSignature(inputs=Schema(cols), outputs=outputs)
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", "pd"), ColSpec("string", "grade"), ColSpec("double", "margin")]
+    return ModelSignature(inputs=Schema(cols), outputs=Schema(outputs))
 
 
-def save_pyfunc(model: RiskModel, path: str | Path, extra_files: Mapping[str, Any]) -> None:
-    """Write an MLflow pyfunc model directory holding the model files (and ``extra_files``,
-    JSON documents such as the training metadata, beside them)."""
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a model directory this project wrote: an ``MLmodel`` file whose
+    ``python_function`` flavour has the artifact :data:`ARTIFACT_KEY`, and every model file
+    (:data:`FILES`) under ``artifacts/<ARTIFACT_KEY>/``."""
     path = Path(path)
-    _quiet()
-    if path.exists():
-        shutil.rmtree(path)
+    files = path / "artifacts" / ARTIFACT_KEY
+    if not (path / "MLmodel").is_file():
+        return False
+    if not all((files / f).is_file() for f in FILES.values()):
+        return False
+    try:
+        spec = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8"))
+        artifacts = spec["flavors"]["python_function"]["artifacts"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return False
+    return isinstance(artifacts, dict) and ARTIFACT_KEY in artifacts
+
+
+def _check_replaceable(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ModelDirError(
+            f"{path} exists and is not a folder: refusing to replace it with a model "
+            "directory; give another output path or remove it yourself"
+        )
+    if path.is_dir() and any(path.iterdir()) and not is_model_dir(path):
+        raise ModelDirError(
+            f"{path} is a folder that is not a riskmodel model directory (no MLmodel with "
+            f"artifacts/{ARTIFACT_KEY}/{FILES['booster']} and the other model files): "
+            "refusing to delete it; give another output path, or empty or remove the folder "
+            "yourself"
+        )
+
+
+def _write_pyfunc(model: RiskModel, path: Path, extra_files: Mapping[str, Any]) -> None:
+    """An MLflow pyfunc model directory at ``path`` (which must not exist)."""
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(tmp) / ARTIFACT_KEY
         model.save(files)
@@ -105,6 +190,29 @@ def save_pyfunc(model: RiskModel, path: str | Path, extra_files: Mapping[str, An
             path=str(path), python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
             signature=signature(model), pip_requirements=_requirements(),
         )
+
+
+def save_pyfunc(model: RiskModel, path: str | Path,
+                extra_files: Mapping[str, Any] | None = None) -> None:
+    """Write an MLflow pyfunc model directory holding the model files (and ``extra_files``,
+    JSON documents such as the training metadata, beside them).
+
+    ``path`` may be missing, an empty folder, or a model directory written before (see
+    :func:`is_model_dir`), which is replaced; anything else raises :class:`ModelDirError`
+    and is left untouched. The new directory is written beside ``path`` first and moved
+    into place, so a failed save leaves the old one as it was."""
+    path = Path(path)
+    _quiet()
+    _check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        _write_pyfunc(model, staging / "model", extra_files or {})
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging / "model", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _requirements() -> list[str]:
@@ -133,10 +241,39 @@ def flatten_params(params: dict[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Registered:
+    """The registered version a training ended in. ``new_version`` is False when the model
+    was identical (same :data:`HASH_TAG`) to the latest registered version, which was then
+    reused: no run was logged and ``run_id`` is that version's run."""
+
     run_id: str
     model_name: str
     version: str
+    new_version: bool = True
+    model_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _metrics(values: Mapping[str, Any]) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, 0) for k, v in values.items()
+            if isinstance(v, int | float) and v == v]
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _latest_version(client: MlflowClient, model_name: str) -> Any | None:
+    found = client.search_model_versions(
+        f"name = '{model_name}'", max_results=1, order_by=["version_number DESC"])
+    return found[0] if found else None
+
+
+def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name)
 
 
 def log_training(
@@ -147,81 +284,191 @@ def log_training(
     artifacts: Mapping[str, Any],
     experiment: str,
     model_name: str,
-    input_example: pd.DataFrame | None = None,
+    *,
+    project_dir: str | Path | None = None,
 ) -> Registered:
-    """One MLflow run: params, metrics, tags, JSON artifacts and the model; the model is
-    registered under ``model_name`` and given the alias ``challenger``."""
-    exp_id = ensure_experiment(experiment)
-    client = configure()
-    with mlflow.start_run(experiment_id=exp_id) as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params(flatten_params(params))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.set_tags(tags)
-        for name, data in artifacts.items():
-            mlflow.log_dict(data, name)
-        files = Path(tmp) / ARTIFACT_KEY
-        model.save(files)
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
-            signature=signature(model), pip_requirements=_requirements(),
-        )
-        mv = mlflow.register_model(info.model_uri, model_name)
-    client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
-    return Registered(run.info.run_id, model_name, str(mv.version))
+    """Log one MLflow run (params, metrics, tags, JSON artifacts, the pyfunc model under
+    ``model/``), register the model under ``model_name`` with the tag :data:`HASH_TAG`, and
+    point the alias ``challenger`` at it.
+
+    If the model files are identical to the latest registered version's (same
+    :data:`HASH_TAG`), nothing is logged or registered: the alias ``challenger`` is moved to
+    (or stays on) that version and it is returned with ``new_version=False``."""
+    store = Store.at(project_dir)
+    client = store.client()
+    with tempfile.TemporaryDirectory() as tmp:
+        pyfunc_dir = Path(tmp) / "model"
+        _write_pyfunc(model, pyfunc_dir, {})
+        digest = content_hash(pyfunc_dir / "artifacts" / ARTIFACT_KEY)
+
+        latest = _latest_version(client, model_name)
+        if latest is not None and latest.tags.get(HASH_TAG) == digest:
+            client.set_registered_model_alias(model_name, CHALLENGER, latest.version)
+            return Registered(str(latest.run_id), model_name, str(latest.version),
+                              new_version=False, model_sha256=digest)
+
+        exp_id = ensure_experiment(experiment, project_dir=project_dir)
+        run = client.create_run(exp_id, tags=dict(tags))
+        run_id = run.info.run_id
+        try:
+            flat = [Param(k, v) for k, v in flatten_params(params).items()]
+            for part in _chunks(flat, 100):
+                client.log_batch(run_id, params=part)
+            client.log_batch(run_id, metrics=_metrics(metrics))
+            for name, data in artifacts.items():
+                client.log_dict(run_id, data, name)
+            client.log_artifacts(run_id, str(pyfunc_dir), "model")
+            _ensure_registered_model(client, model_name)
+            mv = client.create_model_version(
+                model_name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+                tags={HASH_TAG: digest},
+            )
+            client.set_registered_model_alias(model_name, CHALLENGER, mv.version)
+        except BaseException:
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        client.set_terminated(run_id)
+    return Registered(run_id, model_name, str(mv.version), new_version=True,
+                      model_sha256=digest)
 
 
-def log_evaluation(run_id: str, metrics: dict[str, float], files: list[Path]) -> None:
-    """Add the validation metrics and report files to the training run."""
-    configure()
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and v == v})
-        for f in files:
-            mlflow.log_artifact(str(f), artifact_path="evaluation")
+def log_evaluation(run_id: str, metrics: dict[str, float], files: list[Path], *,
+                   project_dir: str | Path | None = None) -> None:
+    """Add the validation metrics and report files (under ``evaluation/``) to the run."""
+    client = Store.at(project_dir).client()
+    client.log_batch(run_id, metrics=_metrics(metrics))
+    for f in files:
+        client.log_artifact(run_id, str(f), artifact_path="evaluation")
 
 
 # --------------------------------------------------------------------------- promotion
 
 
+class Gates(Protocol):
+    """The promotion limits (``riskmodel.params.PromoteParams``)."""
+
+    @property
+    def min_auc(self) -> float: ...
+    @property
+    def max_auc_drop(self) -> float: ...
+    @property
+    def max_ece(self) -> float: ...
+    @property
+    def max_score_psi(self) -> float: ...
+
+
 @dataclass
 class Decision:
+    """``comparison``: ``challenger_auc``, ``champion_auc`` and ``test_rows`` of both models
+    scored on the same test frame, when a different champion was compared."""
+
     promoted: bool
-    challenger: str | None
+    challenger: str
     champion_before: str | None
     gates: list[dict[str, Any]]
+    comparison: dict[str, Any] | None = None
 
     def failed(self) -> list[dict[str, Any]]:
         return [g for g in self.gates if not g["passed"]]
 
     def to_dict(self) -> dict[str, Any]:
         return {"promoted": self.promoted, "challenger": self.challenger,
-                "champion_before": self.champion_before, "gates": self.gates}
+                "champion_before": self.champion_before, "gates": self.gates,
+                "comparison": self.comparison}
 
 
-def _version_metrics(client: MlflowClient, name: str, alias: str) -> tuple[str, dict] | None:
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-    run = client.get_run(mv.run_id)
-    return str(mv.version), dict(run.data.metrics)
+def load_registered(model_name: str, alias_or_version: str, *,
+                    project_dir: str | Path | None = None) -> RiskModel:
+    """The library model of a registered version (an alias such as ``'champion'``, or a
+    version number), from its registered artifacts."""
+    store = Store.at(project_dir)
+    client = store.client()
+    ref = alias_or_version
+    mv = (client.get_model_version(model_name, ref) if ref.isdigit()
+          else client.get_model_version_by_alias(model_name, ref))
+    # resolved through this store's client: MLflow's ``models:/`` artifact repository would
+    # look the name up in the process-wide registry instead
+    source = client.get_model_version_download_uri(model_name, str(mv.version))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=tmp, tracking_uri=store.tracking_uri,
+            registry_uri=store.tracking_uri)
+        return load_model_dir(local)
 
 
-def promote(model_name: str, gates: Any) -> Decision:
+def _labelled(test_frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    if LABEL not in test_frame.columns:
+        raise RegistryError(f"the test frame has no label column {LABEL!r}")
+    rows = test_frame[test_frame[LABEL].notna()]
+    y = rows[LABEL].astype(float).to_numpy()
+    if len(y) == 0 or y.min() == y.max():
+        raise RegistryError(f"the test frame needs labelled rows of both classes to compare "
+                            f"AUCs ({len(y)} labelled rows, {int(y.sum())} bad)")
+    return rows, y
+
+
+def _auc_on(model: RiskModel, rows: pd.DataFrame, y: np.ndarray) -> float:
+    """AUC of the model's PD (as ``evaluate`` computes ``test_auc``) on the rows; raises
+    FeatureMismatchError naming what the model lacks."""
+    missing = [c for c in model.spec.names if c not in rows.columns]
+    if missing:
+        raise FeatureMismatchError(f"missing feature columns {missing}")
+    cols = [c for c in ID_COLUMNS if c in rows.columns] + list(model.spec.names)
+    pdv = model.predict(rows[cols])["pd"].to_numpy(dtype=float)
+    return float(discrimination(y, pdv)["auc"])
+
+
+def _versus_champion(challenger: RiskModel, champion: RiskModel, test_frame: pd.DataFrame,
+                     max_drop: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    name = "test_auc_vs_champion"
+    rows, y = _labelled(test_frame)
+    aucs = {}
+    for who, model in (("challenger", challenger), ("champion", champion)):
+        try:
+            aucs[who] = _auc_on(model, rows, y)
+        except FeatureMismatchError as exc:
+            return {"gate": name, "passed": False, "test_rows": len(rows),
+                    "detail": f"the {who} cannot score the test set: {exc}"}, None
+    limit = aucs["champion"] - max_drop
+    ok = aucs["challenger"] >= limit
+    comparison = {"challenger_auc": aucs["challenger"], "champion_auc": aucs["champion"],
+                  "test_rows": len(rows)}
+    gate = {"gate": name, "passed": bool(ok), "value": aucs["challenger"], "limit": limit,
+            **comparison,
+            "detail": f"{aucs['challenger']:.4f} >= champion {aucs['champion']:.4f} - "
+                      f"{max_drop:.4f} on the same {len(rows):,} test rows"}
+    return gate, comparison
+
+
+def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = None,
+            project_dir: str | Path | None = None) -> Decision:
     """Move alias ``champion`` to the challenger if it passes every gate.
 
-    Absolute gates: test AUC >= ``min_auc``, ECE <= ``max_ece``, score PSI <=
-    ``max_score_psi``. Against a champion: test AUC >= champion's - ``max_auc_drop``.
-    A challenger that already is the champion is left as it is.
+    Absolute gates, on the challenger's logged evaluation metrics: ``test_auc >= min_auc``,
+    ``test_ece <= max_ece``, ``score_psi <= max_score_psi``. When a champion other than the
+    challenger exists, both registered models are scored on ``test_frame`` (the current
+    out-of-time test set: feature, ID and ``bad`` columns; rows without a label are skipped)
+    and the gate ``test_auc_vs_champion`` needs ``challenger AUC >= champion AUC -
+    max_auc_drop``; it fails when ``test_frame`` is None or a model cannot score it. A
+    challenger that already is the champion is left as it is.
+
+    Raises :class:`RegistryError` when there is no registered model ``model_name`` or it has
+    no ``challenger`` alias, or ``test_frame`` has no labelled rows of both classes.
     """
-    client = configure()
-    chal = _version_metrics(client, model_name, CHALLENGER)
-    if chal is None:
-        return Decision(False, None, None, [{"gate": "challenger exists", "passed": False,
-                                             "detail": f"no '{CHALLENGER}' alias on "
-                                                       f"{model_name}: train first"}])
-    version, m = chal
-    champ = _version_metrics(client, model_name, CHAMPION)
+    store = Store.at(project_dir)
+    client = store.client()
+    try:
+        registered = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        raise RegistryError(f"no registered model {model_name!r} in {store.tracking_uri}: "
+                            "run train first") from exc
+    aliases = dict(registered.aliases)
+    if CHALLENGER not in aliases:
+        raise RegistryError(f"registered model {model_name!r} in {store.tracking_uri} has no "
+                            f"{CHALLENGER!r} alias: run train first")
+    version = str(aliases[CHALLENGER])
+    mv = client.get_model_version(model_name, version)
+    m = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
 
     def gate(name: str, value: float | None, op: str, limit: float) -> dict[str, Any]:
         if value is None:
@@ -235,17 +482,27 @@ def promote(model_name: str, gates: Any) -> Decision:
         gate("test_ece", m.get("test_ece"), "<=", gates.max_ece),
         gate("score_psi", m.get("score_psi"), "<=", gates.max_score_psi),
     ]
-    champ_version = None
-    if champ is not None:
-        champ_version, cm = champ
-        if champ_version != version and "test_auc" in cm:
-            results.append(gate("test_auc_vs_champion", m.get("test_auc"), ">=",
-                                cm["test_auc"] - gates.max_auc_drop))
+    champ_version = str(aliases[CHAMPION]) if CHAMPION in aliases else None
+    comparison = None
+    if champ_version is not None and champ_version != version:
+        if test_frame is None:
+            results.append({"gate": "test_auc_vs_champion", "passed": False,
+                            "detail": "no test set given: the champion is compared by "
+                                      "scoring both models on the current test set"})
+        else:
+            _labelled(test_frame)  # a bad test frame is an error before any download
+            chal_model = load_registered(model_name, version, project_dir=project_dir)
+            champ_model = load_registered(model_name, champ_version, project_dir=project_dir)
+            result, comparison = _versus_champion(chal_model, champ_model, test_frame,
+                                                  gates.max_auc_drop)
+            results.append(result)
     passed = all(r["passed"] for r in results)
     if passed and champ_version != version:
         client.set_registered_model_alias(model_name, CHAMPION, version)
-    return Decision(passed, version, champ_version, results)
+    return Decision(passed, version, champ_version, results, comparison)
 
 
-__all__ = ["Decision", "Registered", "RiskPyfunc", "log_evaluation",
-           "log_training", "promote", "save_pyfunc", "tracking_uri"]
+__all__ = ["CHALLENGER", "CHAMPION", "HASH_TAG", "Decision", "Gates", "ModelDirError",
+           "Registered", "RegistryError", "RiskPyfunc", "Store", "ensure_experiment",
+           "is_model_dir", "load_registered", "log_evaluation", "log_training",
+           "promote", "save_pyfunc", "tracking_uri"]

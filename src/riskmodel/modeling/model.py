@@ -2,8 +2,9 @@
 feature specification. Pure Python and files; MLflow wraps it in ``registry``.
 
 ``predict`` takes the frame that ``riskmodel features`` writes and returns ``pd``, ``grade``
-and ``margin`` row for row. Its ``buyer_id``, ``as_of`` and ``status`` columns are recognised
-(rows with status ``in_default`` get grade D and PD 1); any other column must be a model
+and ``margin`` row for row. Its ``status`` column is required (``active`` or ``in_default``;
+rows in default get grade D and PD 1, and without the column a defaulted buyer would be
+scored as live); ``buyer_id`` and ``as_of`` are optional; any other column must be a model
 feature, and every model feature must be there.
 """
 
@@ -33,8 +34,14 @@ FILES = {
 }
 
 
+#: the values of the ``status`` column that ``riskmodel features`` writes
+STATUSES = ("active", "in_default")
+IN_DEFAULT = "in_default"
+
+
 class FeatureMismatchError(ValueError):
-    """The frame's columns do not match the model's features."""
+    """The frame's columns do not match the model's features, or its ``status`` column is
+    missing or holds a value other than :data:`STATUSES`."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,33 @@ def check_columns(frame: pd.DataFrame, spec: FeatureSpec) -> None:
         problems.append(f"columns the model does not know {unknown}")
     if problems:
         raise FeatureMismatchError("; ".join(problems))
+
+
+def default_flags(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean array: which rows are of buyers in default (``status == 'in_default'``).
+
+    Raises :class:`FeatureMismatchError` when ``status`` is missing, empty or unknown: a
+    defaulted buyer must never be scored as a live one because its status was lost."""
+    expected = " or ".join(repr(s) for s in STATUSES)
+    if "status" not in frame.columns:
+        raise FeatureMismatchError(
+            f"missing column 'status' ({expected}, as `riskmodel features` writes it): the "
+            "model grades buyers in default D and cannot tell them apart without it"
+        )
+    status = frame["status"]
+    empty = int(status.isna().sum())
+    if empty:
+        raise FeatureMismatchError(
+            f"column 'status' is empty in {empty} of {len(frame)} rows: expected {expected}"
+        )
+    text = status.astype("str")
+    unknown = sorted(set(text.unique()) - set(STATUSES))
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise FeatureMismatchError(
+            f"column 'status' has unknown value(s) {shown}: expected {expected}"
+        )
+    return text.eq(IN_DEFAULT).to_numpy(dtype=bool)
 
 
 def design_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
@@ -90,16 +124,17 @@ class RiskModel:
         self.spec = spec
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw booster score of each row (before calibration); ``status`` is not needed."""
         check_columns(frame, self.spec)
-        return self.booster.predict(design_matrix(frame, self.spec), raw_score=True)
+        raw = self.booster.predict(design_matrix(frame, self.spec), raw_score=True)
+        return np.asarray(raw, dtype=np.float64)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``pd``, ``grade`` and ``margin`` per row; needs ``status`` (see
+        :func:`default_flags`) and every model feature."""
+        in_default = default_flags(frame)
         margin = self.margin(frame)
         pdv = self.calibrator.predict(margin)
-        in_default = (
-            frame["status"].astype("str").eq("in_default").to_numpy()
-            if "status" in frame.columns else np.zeros(len(frame), dtype=bool)
-        )
         pdv = np.where(in_default, 1.0, pdv)
         grades = self.scale.grade(pdv, in_default)
         return pd.DataFrame({"pd": pdv, "grade": pd.Series(grades, dtype="str").to_numpy(),
@@ -146,6 +181,17 @@ def load_model_dir(model_dir: str | Path) -> RiskModel:
     return RiskModel.load(model_files(model_dir))
 
 
+def content_hash(directory: str | Path) -> str:
+    """SHA-256 over the names and bytes of the model files (:data:`FILES`, in a fixed order)
+    in ``directory``: equal exactly when the saved models are identical. Other files beside
+    them (``training.json``, which holds the training date) do not count."""
+    directory = Path(directory)
+    h = hashlib.sha256()
+    for key in sorted(FILES):
+        h.update(f"{FILES[key]}\0{sha256(directory / FILES[key])}\n".encode())
+    return h.hexdigest()
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -162,4 +208,5 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-__all__ = ["DEFAULT_GRADE", "FeatureMismatchError", "FeatureSpec", "RiskModel"]
+__all__ = ["DEFAULT_GRADE", "STATUSES", "FeatureMismatchError", "FeatureSpec", "RiskModel",
+           "content_hash", "default_flags", "load_model_dir", "model_files"]

@@ -91,9 +91,9 @@ def split_panel(panel: pd.DataFrame, params: Params) -> Split:
         u = (bucket % np.uint64(10_000)).astype(float) / 10_000
         test = u < tp.holdout_share
         valid = (u >= tp.holdout_share) & (u < 2 * tp.holdout_share)
-        iso = [pd.Timestamp(dates[0]).date().isoformat()]
+        day = [pd.Timestamp(dates[0]).date().isoformat()]
         return Split("buyer_holdout", rows[~test & ~valid], rows[valid], rows[test],
-                     {"train": iso, "valid": iso, "test": iso})
+                     {"train": day, "valid": day, "test": day})
 
     horizon = pd.Timedelta(days=params.label.horizon_days)
     ts = [pd.Timestamp(d) for d in dates]
@@ -219,7 +219,7 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
     )
     best = booster.best_iteration or params.train.n_estimators
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    margin_va = booster.predict(x_va, raw_score=True)
+    margin_va = np.asarray(booster.predict(x_va, raw_score=True), dtype=np.float64)
     cal = Calibrator(params.calibration.method).fit(margin_va, y_va)
     scale = MasterScale(params.master_scale.upper_bounds)
     return TrainResult(RiskModel(booster, cal, scale, spec), split, best, prm)
