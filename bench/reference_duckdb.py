@@ -20,7 +20,8 @@ or before ``A`` only, ``paid_age = A - paid_date`` and ``dbt = paid_date - due_d
 * status is ``in_default`` if the buyer has an event on or before ``A`` or an open invoice at
   least ``dpd_threshold`` days past due;
 * ``dbt_vs_industry`` is ``dbt_wmean_<longest>`` minus the median of it over the buyers of the
-  same industry at the same ``A`` (NULLs ignored).
+  same industry at the same ``A`` (NULLs ignored); ``dbt_vs_country`` the same by country.
+* a dispute counts at ``A`` only if ``dispute_date <= A`` (contract 1.1).
 
 Run as a script to print the features of a folder:
 ``python bench/reference_duckdb.py RAW_DIR 2023-12-31 [...]``.
@@ -59,6 +60,9 @@ def feature_sql(raw_dir: str | Path, as_of_dates: Sequence[dt.date],
     inv_src = raw / "invoices"
     inv_glob = f"{inv_src}/*.parquet" if inv_src.is_dir() else f"{raw}/invoices.parquet"
     dates = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(set(as_of_dates)))
+    columns = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{inv_glob}')").fetchall()
+    dispute_col = ("dispute_date" if any(c[0] == "dispute_date" for c in columns)
+                   else "NULL::DATE")
     short, long_ = min(windows), max(windows)
 
     win = []
@@ -96,11 +100,12 @@ WITH
 dates AS (SELECT unnest([{dates}]) AS as_of),
 inv AS (
     SELECT buyer_id, supplier_id, issue_date, due_date, paid_date, amount,
-           coalesce(disputed, false) AS disputed
+           {dispute_col} AS dispute_date
     FROM read_parquet('{inv_glob}')
 ),
 x AS (
-    SELECT i.buyer_id, d.as_of, i.issue_date, i.amount, i.disputed, i.supplier_id,
+    SELECT i.buyer_id, d.as_of, i.issue_date, i.amount, i.supplier_id,
+           coalesce(i.dispute_date <= d.as_of, false) AS disputed,
            d.as_of - i.issue_date AS issue_age,
            CASE WHEN i.paid_date <= d.as_of THEN d.as_of - i.paid_date END AS paid_age,
            CASE WHEN i.paid_date <= d.as_of THEN i.paid_date - i.due_date END AS dbt,
@@ -166,7 +171,10 @@ SELECT a.buyer_id, a.as_of,
        b.industry, b.country,
        a.dbt_wmean_{long_}
            - median(a.dbt_wmean_{long_}) OVER (PARTITION BY b.industry, a.as_of)
-           AS dbt_vs_industry
+           AS dbt_vs_industry,
+       a.dbt_wmean_{long_}
+           - median(a.dbt_wmean_{long_}) OVER (PARTITION BY b.country, a.as_of)
+           AS dbt_vs_country
 FROM agg a
 LEFT JOIN slope s USING (buyer_id, as_of)
 LEFT JOIN ev USING (buyer_id, as_of)

@@ -62,7 +62,8 @@ def one_buyer(g: pd.DataFrame, as_of_dates: Sequence[dt.date], windows: Sequence
         g["paid_date"])
     amount_all = g["amount"].to_numpy(dtype=float)
     supplier_all = g["supplier_id"].to_numpy(dtype=object)
-    disputed_all = g["disputed"].fillna(False).to_numpy(dtype=bool)
+    dispute_all = (_days(g["dispute_date"]) if "dispute_date" in g
+                   else np.full(len(g), np.iinfo(np.int64).max))
     events = event_dates.astype("datetime64[D]").astype(np.int64)
     rows = []
     for a in as_of_dates:
@@ -71,7 +72,8 @@ def one_buyer(g: pd.DataFrame, as_of_dates: Sequence[dt.date], windows: Sequence
         if not keep.any():
             continue
         issue, due, paid = issue_all[keep], due_all[keep], paid_all[keep]
-        amount, supplier, disputed = amount_all[keep], supplier_all[keep], disputed_all[keep]
+        amount, supplier = amount_all[keep], supplier_all[keep]
+        disputed = dispute_all[keep] <= A  # known at A only once disputed (contract 1.1)
         issue_age = A - issue
         known = paid <= A
         paid_age = (A - paid)[known]
@@ -172,6 +174,8 @@ def reference_features_pandas(
     out["country"] = firm["country"].to_numpy()[idx]
     base = f"dbt_wmean_{max(windows)}"
     out["dbt_vs_industry"] = out[base] - out.groupby(["industry", "as_of"])[base].transform(
+        "median")
+    out["dbt_vs_country"] = out[base] - out.groupby(["country", "as_of"])[base].transform(
         "median")
     out["as_of"] = out["as_of"].astype("datetime64[s]")
     return out.sort_values(["as_of", "buyer_id"], ignore_index=True)

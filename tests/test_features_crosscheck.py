@@ -93,7 +93,8 @@ def test_every_feature_is_exercised(duck):
 
 def test_subset_equals_pandas_reference(world, ours):
     """The naive pandas reference is slow: every 10th buyer. ``dbt_vs_industry`` compares a
-    buyer with all buyers of its industry, so it is checked against DuckDB only."""
+    buyer with all buyers of its industry (``dbt_vs_country`` of its country), so they are
+    checked against DuckDB only."""
     ids = sorted(ours["buyer_id"].unique())[::10]
     inv, buyers, events = read_raw(world, buyer_ids=ids)
     ref = reference_features_pandas(inv, buyers, events, AS_OF)
@@ -101,7 +102,7 @@ def test_subset_equals_pandas_reference(world, ours):
     pd.testing.assert_frame_equal(sub[KEYS], ref[KEYS])
     failures = []
     for column in COLUMNS:
-        if column == "dbt_vs_industry":
+        if column in ("dbt_vs_industry", "dbt_vs_country"):
             continue
         bad = mismatches(sub, ref, column)
         if not bad.empty:

@@ -2,21 +2,26 @@
 
 A feature at as-of date ``A`` uses only what was known at ``A`` (the contract's point-in-time
 rule): invoices issued on or before ``A``; a payment only if ``paid_date <= A`` (otherwise the
-invoice is open at ``A``); events dated on or before ``A``; the buyer's static attributes.
+invoice is open at ``A``); a dispute only if ``dispute_date <= A``; events dated on or before
+``A``; the buyer's static attributes.
 
-Engine: the per-chunk core is one DuckDB query over Arrow tables (no copies, both cores), a
-pure function of the invoices of a set of buyers and the as-of dates. :func:`build_features`
-splits the book into buyer-hash chunks so memory stays bounded, and the same
-:func:`chunk_features` runs inside Spark's ``mapInArrow``. Peer features (a buyer against its
-industry at the same date) need every buyer, so they are added after the chunks are joined.
-Where a buyer has no history for a feature, the feature is missing (NaN), not 0.
+Batch independence: :func:`bucket_features` is the unit of work (a book bucket locally, a
+partition in Spark). A buyer's row is a pure function of that buyer's own rows and a frozen
+context: the data start (from the book's manifest) and the peer context (medians over the
+whole book at each as-of date, :func:`peer_context`), which :func:`with_peers` joins on. So a
+buyer's features are the same whichever batch it is computed in.
+
+Determinism: amounts are summed in integer cents and the PAYDEX score times 840 (exact integers), so no
+sum depends on the order DuckDB's threads add rows; the monthly slope is an ordered
+aggregate. Two runs give identical bytes. Where a buyer has no history for a feature, the
+feature is missing (NaN), not 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -25,27 +30,35 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskmodel.features.labels import as_of_table, date32, default_status
+from riskmodel.features.labels import as_of_table, status_table
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
 CATEGORICAL = ("industry", "country")
+#: peer columns: the buyer's peer base feature minus the book's median of it over the
+#: buyers of the same dimension value at the same as-of date (the frozen peer context)
+PEER_COLUMNS = {"dbt_vs_industry": "industry", "dbt_vs_country": "country"}
 # PAYDEX-style scale: days beyond terms -> score (100 anticipates, 80 prompt, 50 is 30 days
 # late, 20 is 120 days late), amount-weighted over the invoices paid in the window.
 _PAYDEX_DAYS = np.array([-30.0, -10.0, 0.0, 15.0, 22.0, 30.0, 60.0, 90.0, 120.0, 180.0])
 _PAYDEX_SCORE = np.array([100.0, 90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 1.0])
+#: the score of a whole number of days times 840 (the least common multiple of the segment
+#: lengths' denominators) is a whole number: the engine sums it exactly as an integer
+_PAYDEX_SCALE = 840
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     windows: tuple[int, ...] = (90, 180, 365)
     dpd_threshold: int = 90
-    #: first day of the book: a window that starts before it is censored, so a year-on-year
-    #: feature whose earlier window starts before it is missing (set by build_features)
+    #: first day of the book (the manifest's ``data_start``): a window that starts before it
+    #: is censored, so a year-on-year feature whose earlier window starts before it is missing
     data_start: dt.date | None = None
     #: cap on history_days, so that buyers of early snapshots (whose history the start of
     #: the data cuts short) and of late ones look alike; None: no cap
     history_cap_days: int | None = None
-    chunk_invoices: int = 4_000_000
+    #: the data carry ``dispute_date``: dispute features are built (a dispute counts at A only
+    #: if ``dispute_date <= A``); without it they are left out
+    disputes: bool = True
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -72,11 +85,12 @@ def feature_names(cfg: FeatureConfig) -> list[str]:
         "open_amount", "overdue_1_30", "overdue_31_60", "overdue_61_90", "overdue_90p",
         "oldest_open_dpd", "overdue_share_open", "due_60_unpaid_share", "open_to_invoiced_12m",
         "days_since_last_invoice", "history_days", "distinct_suppliers_365",
-        "disputed_share_365",
+        *(["disputed_share_365"] if cfg.disputes else []),
         "age_years", "log_revenue", "log_employees", "industry", "country",
-        "dbt_vs_industry",
+        *PEER_COLUMNS,
     ]
     return names
+
 
 
 def _when(cond: str, expr: str) -> str:
@@ -91,24 +105,24 @@ def _window_sql(w: int, data_start: dt.date | None) -> str:
     prev = f"issue_age >= 365 AND issue_age < {365 + w}"
     # the earlier window (A-365-w, A-365] must lie inside the data, or the ratio is censored
     seen = "true" if data_start is None else f"as_of - {365 + w} >= DATE '{data_start}' - 1"
-    paid_amt = f"sum({_when(paid, 'amount')})"
+    paid_amt = f"sum({_when(paid, 'cents')})"
     n_issued = f"count({_when(issued, '1')})"
-    amt_issued = f"coalesce(sum({_when(issued, 'amount')}), 0)"
+    amt_issued = f"coalesce(sum({_when(issued, 'cents')}), 0)"
     late = "coalesce(sum({}), 0) / {}"
     return f"""
         avg({_when(paid, 'dbt')}) AS dbt_mean_{w},
-        sum({_when(paid, 'dbt * amount')}) / {paid_amt} AS dbt_wmean_{w},
+        sum({_when(paid, 'dbt * cents')}) / {paid_amt} AS dbt_wmean_{w},
         quantile_cont({_when(paid, 'dbt')}, 0.9) AS dbt_p90_{w},
         max({_when(paid, 'dbt')}) AS dbt_max_{w},
-        {late.format(_when(paid + ' AND dbt > 0', 'amount'), paid_amt)} AS late_share_0_{w},
-        {late.format(_when(paid + ' AND dbt > 30', 'amount'), paid_amt)} AS late_share_30_{w},
-        {late.format(_when(paid + ' AND dbt > 60', 'amount'), paid_amt)} AS late_share_60_{w},
-        sum({_when(paid, 'paydex * amount')}) / {paid_amt} AS paydex_{w},
+        {late.format(_when(paid + ' AND dbt > 0', 'cents'), paid_amt)} AS late_share_0_{w},
+        {late.format(_when(paid + ' AND dbt > 30', 'cents'), paid_amt)} AS late_share_30_{w},
+        {late.format(_when(paid + ' AND dbt > 60', 'cents'), paid_amt)} AS late_share_60_{w},
+        sum({_when(paid, 'paydex_c * cents')}) / {paid_amt} / {_PAYDEX_SCALE} AS paydex_{w},
         {n_issued} AS invoice_count_{w},
-        {amt_issued} AS invoice_amount_{w},
+        {amt_issued} / 100 AS invoice_amount_{w},
         CASE WHEN {seen} THEN {n_issued}::DOUBLE / nullif(count({_when(prev, '1')}), 0) END
             AS invoice_count_yoy_{w},
-        CASE WHEN {seen} THEN {amt_issued} / nullif(sum({_when(prev, 'amount')}), 0) END
+        CASE WHEN {seen} THEN {amt_issued} / nullif(sum({_when(prev, 'cents')}), 0) END
             AS invoice_amount_yoy_{w},"""
 
 
@@ -117,6 +131,8 @@ _ZERO_WHEN_NOTHING_RECENT = (
     "open_amount", "overdue_1_30", "overdue_31_60", "overdue_61_90", "overdue_90p",
     "distinct_suppliers_365",
 )
+#: amounts summed in integer cents (exact, so the result never depends on summation order)
+_CENTS = ("open_amount", "overdue_1_30", "overdue_31_60", "overdue_61_90", "overdue_90p")
 
 
 def _chunk_sql(cfg: FeatureConfig) -> str:
@@ -128,7 +144,12 @@ def _chunk_sql(cfg: FeatureConfig) -> str:
                else f"least(p.history_days, {int(cfg.history_cap_days)})")
     zero_cols = [*(f"invoice_count_{w}" for w in cfg.windows),
                  *(f"invoice_amount_{w}" for w in cfg.windows), *_ZERO_WHEN_NOTHING_RECENT]
-    zeros = ", ".join(f"coalesce(agg.{c}, 0) AS {c}" for c in zero_cols)
+    zeros = ", ".join(
+        f"coalesce(agg.{c}, 0){' / 100' if c in _CENTS else ''} AS {c}" for c in zero_cols)
+    disputes = (
+        f",\n        coalesce(sum({_when('issue_age < 365 AND disputed', 'cents')}), 0)"
+        f"\n            / sum({_when('issue_age < 365', 'cents')}) AS disputed_share_365"
+        if cfg.disputes else "")
     is_open = "is_open"
     return f"""
 WITH
@@ -139,11 +160,12 @@ panel AS (
 x AS (
     -- invoices that can matter at A: issued in the look-back, paid in the longest window,
     -- or open at A. Payment facts are masked unless the payment is dated on or before A.
-    SELECT i.buyer, a.as_of, i.amount, i.disputed, i.supplier,
+    SELECT i.buyer, a.as_of, i.cents, i.supplier,
+           coalesce(i.dispute_date <= a.as_of, false) AS disputed,
            a.as_of - i.issue_date AS issue_age,
            CASE WHEN i.paid_date <= a.as_of THEN a.as_of - i.paid_date END AS paid_age,
            CASE WHEN i.paid_date <= a.as_of THEN i.paid_date - i.due_date END AS dbt,
-           CASE WHEN i.paid_date <= a.as_of THEN i.paydex END AS paydex,
+           CASE WHEN i.paid_date <= a.as_of THEN i.paydex_c END AS paydex_c,
            (i.paid_date IS NULL OR i.paid_date > a.as_of) AS is_open,
            a.as_of - i.due_date AS dpd
     FROM inv i JOIN snapshot_dates a
@@ -153,22 +175,21 @@ x AS (
 ),
 agg AS (
     SELECT buyer, as_of,{windows}
-        coalesce(sum({_when(is_open, 'amount')}), 0) AS open_amount,
-        coalesce(sum({_when('is_open AND dpd BETWEEN 1 AND 30', 'amount')}), 0) AS overdue_1_30,
-        coalesce(sum({_when('is_open AND dpd BETWEEN 31 AND 60', 'amount')}), 0)
+        coalesce(sum({_when(is_open, 'cents')}), 0) AS open_amount,
+        coalesce(sum({_when('is_open AND dpd BETWEEN 1 AND 30', 'cents')}), 0) AS overdue_1_30,
+        coalesce(sum({_when('is_open AND dpd BETWEEN 31 AND 60', 'cents')}), 0)
             AS overdue_31_60,
-        coalesce(sum({_when('is_open AND dpd BETWEEN 61 AND 90', 'amount')}), 0)
+        coalesce(sum({_when('is_open AND dpd BETWEEN 61 AND 90', 'cents')}), 0)
             AS overdue_61_90,
-        coalesce(sum({_when('is_open AND dpd > 90', 'amount')}), 0) AS overdue_90p,
+        coalesce(sum({_when('is_open AND dpd > 90', 'cents')}), 0) AS overdue_90p,
         max({_when(is_open, 'dpd')}) AS oldest_open_dpd,
-        coalesce(sum({_when('is_open AND dpd >= 1', 'amount')}), 0)
-            / nullif(sum({_when(is_open, 'amount')}), 0) AS overdue_share_open,
-        coalesce(sum({_when('is_open AND dpd >= 0 AND dpd < 60', 'amount')}), 0)
-            / sum({_when('dpd >= 0 AND dpd < 60', 'amount')}) AS due_60_unpaid_share,
-        coalesce(sum({_when('issue_age < 365', 'amount')}), 0) AS invoiced_12m,
-        count(DISTINCT {_when('issue_age < 365', 'supplier')}) AS distinct_suppliers_365,
-        coalesce(sum({_when('issue_age < 365 AND disputed', 'amount')}), 0)
-            / sum({_when('issue_age < 365', 'amount')}) AS disputed_share_365
+        coalesce(sum({_when('is_open AND dpd >= 1', 'cents')}), 0)
+            / nullif(sum({_when(is_open, 'cents')}), 0) AS overdue_share_open,
+        coalesce(sum({_when('is_open AND dpd >= 0 AND dpd < 60', 'cents')}), 0)
+            / sum({_when('dpd >= 0 AND dpd < 60', 'cents')}) AS due_60_unpaid_share,
+        coalesce(sum({_when('issue_age < 365', 'cents')}), 0) AS invoiced_12m,
+        count(DISTINCT {_when('issue_age < 365', 'supplier')})
+            AS distinct_suppliers_365{disputes}
     FROM x GROUP BY buyer, as_of
 ),
 monthly AS (
@@ -185,7 +206,8 @@ last_issue AS (
     FROM panel p ASOF JOIN (SELECT DISTINCT buyer, issue_date FROM inv) d
       ON p.buyer = d.buyer AND d.issue_date <= p.as_of
 )
-SELECT p.buyer, p.as_of,
+SELECT ids.buyer_id, p.as_of,
+       CASE WHEN st.in_default THEN 'in_default' ELSE 'active' END AS status,
        agg.* EXCLUDE (buyer, as_of, invoiced_12m, {", ".join(zero_cols)}),
        {zeros},
        agg.dbt_wmean_{short} - agg.dbt_wmean_{longest} AS dbt_trend,
@@ -202,136 +224,180 @@ LEFT JOIN agg USING (buyer, as_of)
 LEFT JOIN slope USING (buyer, as_of)
 LEFT JOIN last_issue l USING (buyer, as_of)
 LEFT JOIN buyers b ON b.buyer = p.buyer
+JOIN ids ON ids.buyer = p.buyer
+LEFT JOIN st ON st.buyer_id = ids.buyer_id AND st.as_of = p.as_of
+ORDER BY p.as_of, ids.buyer_id
 """
 
 
-def _codes(values: pd.Series, index: pd.Index, what: str) -> np.ndarray:
-    """Position of each value in ``index`` (an Arrow hash lookup: pandas' get_indexer on
-    millions of Arrow strings is several times slower)."""
-    value_set = pa.array(index.to_numpy(dtype=object), type=pa.string())
-    found = pc.index_in(pa.array(values.astype("str"), from_pandas=True), value_set=value_set)
-    codes = found.to_numpy(zero_copy_only=False)
-    missing = np.isnan(codes) if codes.dtype.kind == "f" else codes < 0
-    if missing.any():
-        bad = values[missing].iloc[0]
-        raise ValueError(f"{what}: buyer_id {bad!r} is not in the buyers table (validate first)")
-    return codes.astype(np.int32)
-
-
-def _invoice_arrow(invoices: pd.DataFrame, buyer_index: pd.Index) -> pa.Table:
-    """The invoice columns the engine needs: integer buyer and supplier codes, dates as Arrow
-    date32, with days beyond terms and the PAYDEX-style score precomputed (they are masked to
-    paid-by-A inside the query)."""
-    dbt = (invoices["paid_date"] - invoices["due_date"]).dt.days.to_numpy(
-        dtype=float, na_value=np.nan
-    )
-    n = len(invoices)
-    if "supplier_id" in invoices:
-        enc = pc.dictionary_encode(pa.array(invoices["supplier_id"].astype("str"),
-                                            from_pandas=True))
-        if isinstance(enc, pa.ChunkedArray):
-            enc = enc.combine_chunks()
+def _engine_invoices(invoices: pa.Table, buyer_ids: pa.Array) -> pa.Table:
+    """The invoice columns the query needs: integer buyer and supplier codes, dates as
+    date32, amounts in integer cents, and the PAYDEX-style score of each paid invoice
+    times 840 (both exact integers) (masked to paid-by-A inside the query)."""
+    codes = pc.index_in(invoices["buyer_id"], value_set=buyer_ids)
+    if codes.null_count:
+        bad = pc.filter(invoices["buyer_id"], pc.is_null(codes))[0].as_py()
+        raise ValueError(f"invoices: buyer_id {bad!r} is not in the buyers table "
+                         "(validate first)")
+    n = invoices.num_rows
+    if "supplier_id" in invoices.column_names:
+        enc = pc.dictionary_encode(invoices["supplier_id"])
+        enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
         supplier = enc.indices.cast(pa.int32())
     else:
         supplier = pa.nulls(n, pa.int32())
-    if "disputed" in invoices:
-        disputed = pa.array(invoices["disputed"].astype("boolean"), from_pandas=True)
+    dbt = pc.days_between(invoices["due_date"], invoices["paid_date"])
+    dbt_np = dbt.to_numpy(zero_copy_only=False).astype(float)
+    paydex = np.round(paydex_score(dbt_np) * _PAYDEX_SCALE)
+    amount = invoices["amount"].to_numpy(zero_copy_only=False)
+    if "dispute_date" in invoices.column_names:
+        dispute = invoices["dispute_date"]
     else:
-        disputed = pa.nulls(n, pa.bool_())
-    return pa.table(
-        {
-            "buyer": pa.array(_codes(invoices["buyer_id"], buyer_index, "invoices")),
-            "supplier": supplier,
-            "issue_date": date32(invoices["issue_date"]),
-            "due_date": date32(invoices["due_date"]),
-            "paid_date": date32(invoices["paid_date"]),
-            "amount": pa.array(invoices["amount"].to_numpy(dtype=float)),
-            "disputed": disputed,
-            "paydex": pa.array(paydex_score(dbt), from_pandas=True),
-        }
-    )
+        dispute = pa.nulls(n, pa.date32())
+    return pa.table({
+        "buyer": codes.cast(pa.int32()),
+        "supplier": supplier,
+        "issue_date": invoices["issue_date"],
+        "due_date": invoices["due_date"],
+        "paid_date": invoices["paid_date"],
+        "cents": pa.array(np.round(amount * 100).astype(np.int64)),
+        "dispute_date": dispute,
+        "paydex_c": pa.array(paydex, mask=np.isnan(dbt_np)).cast(pa.int64()),
+    })
 
 
-def _buyer_arrow(buyers: pd.DataFrame) -> pa.Table:
-    return pa.table(
-        {
-            "buyer": pa.array(np.arange(len(buyers), dtype=np.int32)),
-            "country": pa.Array.from_pandas(buyers["country"].astype("str")),
-            "industry": pa.Array.from_pandas(buyers["industry"].astype("str")),
-            "founded_year": pa.array(
-                buyers["founded_year"].astype("Float64").to_numpy(dtype=float, na_value=np.nan),
-                from_pandas=True,
-            ),
-            "employees": pa.array(buyers["employees"].to_numpy(dtype=float), from_pandas=True),
-            "annual_revenue": pa.array(
-                buyers["annual_revenue"].to_numpy(dtype=float), from_pandas=True
-            ),
-        }
-    )
+def _engine_buyers(buyers: pa.Table) -> pa.Table:
+    return pa.table({
+        "buyer": pa.array(np.arange(buyers.num_rows, dtype=np.int32)),
+        "country": buyers["country"],
+        "industry": buyers["industry"],
+        "founded_year": buyers["founded_year"].cast(pa.float64()),
+        "employees": buyers["employees"],
+        "annual_revenue": buyers["annual_revenue"],
+    })
 
 
 def _first_issue(inv: pa.Table) -> pa.Table:
-    """First issue date per buyer code, from the engine's Arrow invoices."""
+    """First issue date per buyer code."""
     grouped = inv.group_by("buyer").aggregate([("issue_date", "min")])
     return pa.table({"buyer": grouped["buyer"], "first_issue": grouped["issue_date_min"]})
 
 
-def _query(inv: pa.Table, buyer_tbl: pa.Table, as_of_dates: Sequence[dt.date],
-           cfg: FeatureConfig) -> pa.Table:
-    """Run the feature query over one chunk of Arrow invoices (integer buyer codes)."""
+def bucket_features(
+    invoices: pa.Table,
+    buyers: pa.Table,
+    events: pa.Table,
+    as_of_dates: Sequence[dt.date],
+    cfg: FeatureConfig,
+) -> pa.Table:
+    """Features of every buyer in these tables at each as-of date, without the peer columns:
+    the unit of work of a book bucket (and of a Spark partition).
+
+    The tables are the book's Arrow tables; every row of each buyer must be present. A
+    buyer's row is a pure function of its own rows and ``cfg`` (the data start comes from the
+    book's manifest, never from the rows at hand), so it is the same whichever other buyers
+    are in the call. Columns: ``buyer_id, as_of, status``, then :func:`feature_names`
+    without the peer columns; rows sorted by as-of date and buyer.
+    """
+    buyer_ids = buyers["buyer_id"].combine_chunks()
+    if buyer_ids.null_count or pc.count_distinct(buyer_ids).as_py() != len(buyer_ids):
+        raise ValueError("buyers: buyer_id must be unique and present (validate first)")
+    inv = _engine_invoices(invoices, buyer_ids)
+    status = status_table(invoices, events, as_of_dates, cfg.dpd_threshold,
+                          threads=cfg.threads)
     con = duckdb.connect(config={"threads": cfg.threads})
     try:
         con.register("inv", inv)
         con.register("first_issue", _first_issue(inv))
         con.register("snapshot_dates", as_of_table(as_of_dates))
-        con.register("buyers", buyer_tbl)
-        return con.sql(_chunk_sql(cfg)).to_arrow_table()
+        con.register("buyers", _engine_buyers(buyers))
+        con.register("ids", pa.table({"buyer": pa.array(np.arange(len(buyer_ids),
+                                                                  dtype=np.int32)),
+                                      "buyer_id": buyer_ids}))
+        con.register("st", status)
+        table = con.sql(_chunk_sql(cfg)).to_arrow_table()
+    finally:
+        con.close()
+    return _typed(table, [n for n in feature_names(cfg) if n not in PEER_COLUMNS])
+
+
+def _typed(table: pa.Table, names: Sequence[str]) -> pa.Table:
+    """Output column order and types: ids as text and date, features as float64,
+    categories as text."""
+    fields = [pa.field("buyer_id", pa.string()), pa.field("as_of", pa.date32()),
+              pa.field("status", pa.string())]
+    fields += [pa.field(n, pa.string() if n in CATEGORICAL else pa.float64()) for n in names]
+    schema = pa.schema(fields)
+    return table.select(schema.names).cast(schema)
+
+
+# --------------------------------------------------------------------------- peers
+
+
+def _peer_base(cfg: FeatureConfig) -> str:
+    return f"dbt_wmean_{max(cfg.windows)}"
+
+
+def peer_context(parts: Iterable[pa.Table], cfg: FeatureConfig) -> pa.Table:
+    """The frozen peer context: per as-of date and industry (and country), the median of
+    the peer base feature over every buyer of the book. ``parts`` are
+    :func:`bucket_features` outputs (or just their ``as_of``, ``industry``, ``country`` and
+    base columns), all of the book's buckets. Columns: ``as_of, dimension, value, median,
+    buyers``; rows sorted."""
+    base = _peer_base(cfg)
+    cols = ["as_of", "industry", "country", base]
+    tables = [t.select(cols) for t in parts]
+    schema = pa.schema([("as_of", pa.date32()), ("industry", pa.string()),
+                        ("country", pa.string()), (base, pa.float64())])
+    rows = pa.concat_tables(tables) if tables else schema.empty_table()
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("rows", rows)
+        selects = [
+            f"SELECT as_of, '{dim}' AS dimension, {col} AS value, median({base}) AS median, "
+            f"count({base}) AS buyers FROM rows GROUP BY ALL"
+            for col, dim in ((PEER_COLUMNS[p], PEER_COLUMNS[p]) for p in PEER_COLUMNS)
+        ]
+        return con.sql(" UNION ALL ".join(selects) + " ORDER BY as_of, dimension, value"
+                       ).to_arrow_table()
     finally:
         con.close()
 
 
-def _finish(tables: list[pa.Table], buyer_index: pd.Index, status: pd.DataFrame) -> pd.DataFrame:
-    frame = pa.concat_tables(tables).to_pandas()
-    codes = frame.pop("buyer").to_numpy()
-    frame.insert(0, "buyer_id", pd.Series(buyer_index.take(codes), dtype="str").to_numpy())
-    frame["buyer_id"] = frame["buyer_id"].astype("str")
+def peers_sql(features: str, context: str, cfg: FeatureConfig) -> str:
+    """A query that adds the peer columns to ``features`` (a relation of bucket outputs)
+    from ``context`` (:func:`peer_context`), in output column order, sorted by as-of date
+    and buyer."""
+    base = _peer_base(cfg)
+    cols, joins = [], []
+    for i, (name, dim) in enumerate(PEER_COLUMNS.items()):
+        cols.append(f"f.{base} - c{i}.median AS {name}")
+        joins.append(f"LEFT JOIN {context} c{i} ON c{i}.as_of = f.as_of "
+                     f"AND c{i}.dimension = '{dim}' AND c{i}.value = f.{dim}")
+    return (f"SELECT f.*, {', '.join(cols)} FROM {features} f {' '.join(joins)} "
+            "ORDER BY f.as_of, f.buyer_id")
+
+
+def with_peers(parts: Sequence[pa.Table], context: pa.Table, cfg: FeatureConfig) -> pa.Table:
+    """Bucket outputs joined with the peer context: the final feature table."""
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("f", pa.concat_tables(parts) if parts else _typed(
+            pa.table({}), []).schema.empty_table())
+        con.register("ctx", context)
+        table = con.sql(peers_sql("f", "ctx", cfg)).to_arrow_table()
+    finally:
+        con.close()
+    return _typed(table, feature_names(cfg))
+
+
+def features_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """The feature table as pandas: ``as_of`` as ``datetime64[s]``, text as ``str``."""
+    frame = table.to_pandas()
     frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
-    return frame.merge(status, on=["buyer_id", "as_of"], how="left", validate="one_to_one")
-
-
-def _buyer_index(buyers: pd.DataFrame) -> pd.Index:
-    index = pd.Index(buyers["buyer_id"].astype("str"))
-    if not index.is_unique:
-        raise ValueError("buyers: buyer_id is not unique (validate first)")
-    return index
-
-
-def chunk_features(
-    invoices: pd.DataFrame,
-    buyers: pd.DataFrame,
-    events: pd.DataFrame,
-    as_of_dates: Sequence[dt.date],
-    cfg: FeatureConfig,
-) -> pd.DataFrame:
-    """Features of every buyer of one chunk (all of a buyer's invoices must be in it), without
-    the peer feature, which needs every buyer of a date (``build_features`` adds it when it
-    assembles the chunks): the unit of work of a Spark partition. Pure: the inputs are not
-    modified."""
-    buyer_index = _buyer_index(buyers)
-    inv = _invoice_arrow(invoices, buyer_index)
-    table = _query(inv, _buyer_arrow(buyers), as_of_dates, cfg)
-    status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
-    return _finish([table], buyer_index, status)
-
-
-def buyer_chunks(inv: pa.Table, n_chunks: int) -> Iterator[pa.Table]:
-    """Split Arrow invoices by buyer code; every buyer lands in exactly one chunk."""
-    if n_chunks <= 1:
-        yield inv
-        return
-    bucket = inv["buyer"].to_numpy() % n_chunks
-    for k in range(n_chunks):
-        yield inv.filter(pa.array(bucket == k))
+    for col in ("buyer_id", "status", *CATEGORICAL):
+        frame[col] = frame[col].astype("str")
+    return frame
 
 
 def build_features(
@@ -340,71 +406,22 @@ def build_features(
     events: pd.DataFrame,
     as_of_dates: Sequence[dt.date],
     cfg: FeatureConfig | None = None,
-    on_chunk: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Features for every buyer with an invoice issued on or before each as-of date.
+    """Features of validated pandas tables held in memory: :func:`bucket_features` over all
+    of them, the peer context from the same rows, then the peer columns.
 
-    Columns: ``buyer_id``, ``as_of``, ``status``, then :func:`feature_names`. Rows are sorted
-    by as-of date and buyer.
+    Columns: ``buyer_id``, ``as_of``, ``status``, then :func:`feature_names`; rows sorted by
+    as-of date and buyer. Without ``cfg.data_start`` the first issue date of ``invoices`` is
+    the data start. A book is featurised bucket by bucket with the same functions
+    (:func:`riskmodel.pipeline.features`).
     """
+    from riskmodel.data.book import to_arrow
+
     cfg = cfg or FeatureConfig()
     if cfg.data_start is None and len(invoices):
         cfg = dataclasses.replace(cfg, data_start=invoices["issue_date"].min().date())
-    n_chunks = max(1, -(-len(invoices) // cfg.chunk_invoices))
-    buyer_index = _buyer_index(buyers)
-    inv = _invoice_arrow(invoices, buyer_index)  # typed once; chunks are Arrow slices
-    buyer_tbl = _buyer_arrow(buyers)
-    tables = []
-    for k, chunk in enumerate(buyer_chunks(inv, n_chunks)):
-        if chunk.num_rows:
-            tables.append(_query(chunk, buyer_tbl, as_of_dates, cfg))
-        if on_chunk is not None:
-            on_chunk(k + 1, n_chunks)
-    columns = list(ID_COLUMNS) + feature_names(cfg)
-    if not tables:
-        return pd.DataFrame(columns=columns)
-    status = default_status(invoices, events, as_of_dates, cfg.dpd_threshold)
-    return _assemble(tables, buyers, status, cfg)
-
-
-def _assemble(tables: list[pa.Table], buyers: pd.DataFrame, status: pd.DataFrame,
-              cfg: FeatureConfig) -> pd.DataFrame:
-    """Join the chunk results into the output in one DuckDB query (buyer ids, status, the
-    peer feature, column order and types, row order), so the 10M-row frames of a large book
-    are not copied step by step in pandas."""
-    names = feature_names(cfg)
-    base = f"dbt_wmean_{max(cfg.windows)}"
-    cols = []
-    for name in names:
-        if name == "dbt_vs_industry":
-            cols.append(f"f.{base} - median(f.{base}) OVER (PARTITION BY f.industry, f.as_of)"
-                        f" AS dbt_vs_industry")
-        elif name in CATEGORICAL:
-            cols.append(f"f.{name}")
-        else:
-            cols.append(f"CAST(f.{name} AS DOUBLE) AS {name}")
-    ids = pa.table({"buyer": pa.array(np.arange(len(buyers), dtype=np.int32)),
-                    "buyer_id": pa.array(buyers["buyer_id"].astype("str"), from_pandas=True)})
-    st = pa.table({"buyer_id": pa.array(status["buyer_id"].astype("str"), from_pandas=True),
-                   "as_of": pa.array(status["as_of"].to_numpy().astype("datetime64[D]"),
-                                     type=pa.date32()),
-                   "status": pa.array(status["status"].astype("str"), from_pandas=True)})
-    con = duckdb.connect(config={"threads": cfg.threads})
-    try:
-        con.register("chunks", pa.concat_tables(tables))
-        con.register("ids", ids)
-        con.register("st", st)
-        out = con.sql(f"""
-            SELECT i.buyer_id, f.as_of, st.status, {", ".join(cols)}
-            FROM chunks f JOIN ids i USING (buyer)
-            LEFT JOIN st ON st.buyer_id = i.buyer_id AND st.as_of = f.as_of
-            ORDER BY f.as_of, i.buyer_id
-        """).to_arrow_table()
-    finally:
-        con.close()
-    tables.clear()
-    frame = out.to_pandas()
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
-    for col in ("buyer_id", "status", *CATEGORICAL):
-        frame[col] = frame[col].astype("str")
-    return frame
+    if not len(invoices):
+        return pd.DataFrame(columns=[*ID_COLUMNS, *feature_names(cfg)])
+    part = bucket_features(to_arrow("invoices", invoices), to_arrow("buyers", buyers),
+                           to_arrow("events", events), as_of_dates, cfg)
+    return features_to_pandas(with_peers([part], peer_context([part], cfg), cfg))

@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def date32(values: pd.Series) -> pa.Array:
@@ -38,35 +39,21 @@ def as_of_table(as_of_dates: Sequence[dt.date]) -> pa.Table:
     return pa.table({"as_of": pa.array(dates, type=pa.date32())})
 
 
-def _reached(invoices: pd.DataFrame, dpd_threshold: int) -> pa.Table:
+def _reached(invoices: pa.Table, dpd_threshold: int) -> pa.Table:
     """Invoices still unpaid on the day they reach ``dpd_threshold`` days past due."""
-    crossing = invoices["due_date"] + pd.Timedelta(days=dpd_threshold)
+    crossing = pc.add(invoices["due_date"].cast(pa.int32()),
+                      pa.scalar(int(dpd_threshold), pa.int32())).cast(pa.date32())
     paid = invoices["paid_date"]
-    hit = (paid.isna() | (paid > crossing)).to_numpy(dtype=bool)
-    sub = invoices.loc[hit]
-    return pa.table(
-        {
-            "buyer_id": pa.array(sub["buyer_id"].astype("str").to_numpy(dtype=object)),
-            "crossing": date32(crossing[hit]),
-            "paid_date": date32(sub["paid_date"]),
-        }
-    )
+    hit = pc.or_kleene(pc.is_null(paid), pc.greater(paid, crossing))
+    hit = pc.fill_null(hit, True)
+    return pa.table({"buyer_id": pc.filter(invoices["buyer_id"], hit),
+                     "crossing": pc.filter(crossing, hit),
+                     "paid_date": pc.filter(paid, hit)})
 
 
-def _events(events: pd.DataFrame) -> pa.Table:
-    return pa.table(
-        {
-            "buyer_id": pa.array(events["buyer_id"].astype("str").to_numpy(dtype=object),
-                                 type=pa.string()),
-            "event_date": date32(events["event_date"]),
-        }
-    )
-
-
-def _first_issue(invoices: pd.DataFrame) -> pa.Table:
-    table = pa.table({"buyer_id": pa.array(invoices["buyer_id"].astype("str"), from_pandas=True),
-                      "issue_date": date32(invoices["issue_date"])})
-    first = table.group_by("buyer_id").aggregate([("issue_date", "min")])
+def _first_issue(invoices: pa.Table) -> pa.Table:
+    first = invoices.select(["buyer_id", "issue_date"]).group_by("buyer_id").aggregate(
+        [("issue_date", "min")])
     return pa.table({"buyer_id": first["buyer_id"], "first_issue": first["issue_date_min"]})
 
 
@@ -99,6 +86,35 @@ ORDER BY p.as_of, p.buyer_id
 """
 
 
+def status_table(
+    invoices: pa.Table,
+    events: pa.Table,
+    as_of_dates: Sequence[dt.date],
+    dpd_threshold: int,
+    horizon_days: int = 0,
+    threads: int = 1,
+) -> pa.Table:
+    """``buyer_id, as_of, in_default, bad_raw`` for every buyer with an invoice issued on or
+    before each as-of date, from the book's Arrow tables (``invoices``: buyer_id, issue_date,
+    due_date, paid_date; ``events``: buyer_id, event_date). Rows sorted by as-of, buyer."""
+    con = duckdb.connect(config={"threads": threads})
+    try:
+        con.register("snapshot_dates", as_of_table(as_of_dates))
+        con.register("first_issue", _first_issue(invoices))
+        con.register("events", events.select(["buyer_id", "event_date"]))
+        con.register("reached", _reached(invoices, dpd_threshold))
+        return con.sql(_STATUS_SQL.format(h=int(horizon_days))).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _arrow_inputs(invoices: pd.DataFrame, events: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
+    from riskmodel.data.book import to_arrow
+
+    inv = to_arrow("invoices", invoices[["buyer_id", "issue_date", "due_date", "paid_date"]])
+    return inv, to_arrow("events", events[["buyer_id", "event_date"]])
+
+
 def _status_frame(
     invoices: pd.DataFrame,
     events: pd.DataFrame,
@@ -106,16 +122,8 @@ def _status_frame(
     dpd_threshold: int,
     horizon_days: int,
 ) -> pd.DataFrame:
-    con = duckdb.connect()
-    try:
-        con.register("snapshot_dates", as_of_table(as_of_dates))
-        con.register("first_issue", _first_issue(invoices))
-        con.register("events", _events(events))
-        con.register("reached", _reached(invoices, dpd_threshold))
-        out = con.sql(_STATUS_SQL.format(h=int(horizon_days))).to_arrow_table()
-    finally:
-        con.close()
-    frame = out.to_pandas()
+    inv, ev = _arrow_inputs(invoices, events)
+    frame = status_table(inv, ev, as_of_dates, dpd_threshold, horizon_days).to_pandas()
     frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[s]")
     frame["buyer_id"] = frame["buyer_id"].astype("str")
     return frame
@@ -137,6 +145,42 @@ def default_status(
     )
 
 
+def labels_table(
+    invoices: pa.Table,
+    events: pa.Table,
+    as_of_dates: Sequence[dt.date],
+    observed_until: dt.date,
+    horizon_days: int = 365,
+    dpd_threshold: int = 90,
+) -> pa.Table:
+    """``buyer_id, as_of, in_default, bad`` from the book's Arrow tables; ``bad`` is null
+    where it is undefined (see module docstring). A pure function of each buyer's rows."""
+    if horizon_days <= 0 or dpd_threshold < 0:
+        raise ValueError(
+            f"horizon_days must be > 0 and dpd_threshold >= 0, got {horizon_days}, "
+            f"{dpd_threshold}"
+        )
+    st = status_table(invoices, events, as_of_dates, dpd_threshold, horizon_days)
+    ou = pa.scalar(observed_until - dt.timedelta(days=int(horizon_days)), type=pa.date32())
+    labelled = pc.less_equal(st["as_of"], ou)
+    undefined = pc.or_(pc.invert(labelled), st["in_default"])
+    bad = pc.if_else(undefined, pa.scalar(None, pa.bool_()), st["bad_raw"])
+    return pa.table({"buyer_id": st["buyer_id"], "as_of": st["as_of"],
+                     "in_default": st["in_default"], "bad": bad})
+
+
+def labels_to_pandas(table: pa.Table) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "buyer_id": pd.Series(table["buyer_id"].to_numpy(zero_copy_only=False), dtype="str"),
+        "as_of": pd.Series(table["as_of"].cast(pa.timestamp("s")).to_numpy(),
+                           dtype="datetime64[s]"),
+        "in_default": pd.Series(table["in_default"].to_numpy(zero_copy_only=False),
+                                dtype=bool),
+        "bad": pd.Series(table["bad"].to_pandas(), dtype="boolean"),
+    })
+    return frame
+
+
 def compute_labels(
     invoices: pd.DataFrame,
     events: pd.DataFrame,
@@ -147,21 +191,6 @@ def compute_labels(
 ) -> pd.DataFrame:
     """``buyer_id, as_of, in_default, bad`` for every buyer with an invoice issued on or
     before each as-of date; ``bad`` is null where it is undefined (see module docstring)."""
-    if horizon_days <= 0 or dpd_threshold < 0:
-        raise ValueError(
-            f"horizon_days must be > 0 and dpd_threshold >= 0, got {horizon_days}, "
-            f"{dpd_threshold}"
-        )
-    frame = _status_frame(invoices, events, as_of_dates, dpd_threshold, horizon_days)
-    ou = pd.Timestamp(observed_until)
-    labelled = frame["as_of"] + pd.Timedelta(days=horizon_days) <= ou
-    bad = frame["bad_raw"].astype("boolean")
-    bad[~labelled | frame["in_default"]] = pd.NA
-    return pd.DataFrame(
-        {
-            "buyer_id": frame["buyer_id"],
-            "as_of": frame["as_of"],
-            "in_default": frame["in_default"].astype(bool),
-            "bad": bad,
-        }
-    )
+    inv, ev = _arrow_inputs(invoices, events)
+    return labels_to_pandas(labels_table(inv, ev, as_of_dates, observed_until, horizon_days,
+                                         dpd_threshold))
