@@ -28,10 +28,22 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Rows sorted by PD and cut into ``bins`` equal-count bins (the first ``n % bins`` bins
+    one row larger), except that rows with the same PD stay in one bin (the bin of the
+    first of them), so the table does not depend on the row order; empty bins are left out."""
+    y = np.asarray(y, dtype=float)  # positions, not the labels of a pandas index
+    p = np.asarray(p, dtype=float)
     order = np.argsort(p, kind="stable")
-    groups = np.array_split(order, bins)
-    rows = [{"bin": i + 1, "n": len(g), "mean_pd": float(np.mean(p[g])),
-             "observed_rate": float(np.mean(y[g]))} for i, g in enumerate(groups) if len(g)]
+    sorted_p = p[order]
+    ends = np.cumsum([len(g) for g in np.array_split(np.arange(len(p)), bins)])
+    first_of_tie = np.searchsorted(sorted_p, sorted_p, side="left")
+    bin_of = np.searchsorted(ends, first_of_tie, side="right")
+    rows = []
+    for i in range(bins):
+        g = order[bin_of == i]
+        if len(g):
+            rows.append({"bin": i + 1, "n": len(g), "mean_pd": float(np.mean(p[g])),
+                         "observed_rate": float(np.mean(y[g]))})
     return pd.DataFrame(rows)
 
 
