@@ -354,11 +354,35 @@ def test_in_default_rows_are_grade_d_with_pd_one(w: World, model: RiskModel) -> 
 
 
 @slow
-def test_without_status_no_row_is_grade_d(w: World, model: RiskModel) -> None:
+def test_without_status_predict_is_refused(w: World, model: RiskModel) -> None:
+    """Without ``status`` the defaulted buyers would be scored as live ones (their PD from
+    the booster, not 1, and no grade D): the model refuses the frame and names the column."""
     rows = w.features[w.features["status"] == "in_default"].head(30)
-    pred = model.predict(rows.drop(columns="status"))
-    assert not (pred["grade"] == DEFAULT_GRADE).any()
-    assert np.array_equal(pred["pd"].to_numpy(), model.calibrator.predict(pred["margin"]))
+    with pytest.raises(FeatureMismatchError, match="missing column 'status'"):
+        model.predict(rows.drop(columns="status"))
+    # the margin needs no status: it is the booster's score only
+    assert len(model.margin(rows.drop(columns="status"))) == 30
+
+
+@slow
+@pytest.mark.parametrize("value", ["closed", "In_Default", ""])
+def test_unknown_status_value_is_named(model: RiskModel, sample: pd.DataFrame,
+                                       value: str) -> None:
+    x = sample.copy()
+    x["status"] = x["status"].astype(object)
+    x.iloc[7, x.columns.get_loc("status")] = value
+    with pytest.raises(FeatureMismatchError, match="unknown value") as exc:
+        model.predict(x)
+    assert repr(value) in str(exc.value) and "'active' or 'in_default'" in str(exc.value)
+
+
+@slow
+def test_empty_status_is_refused(model: RiskModel, sample: pd.DataFrame) -> None:
+    x = sample.copy()
+    x["status"] = x["status"].astype(object)
+    x.iloc[[3, 9], x.columns.get_loc("status")] = None
+    with pytest.raises(FeatureMismatchError, match="'status' is empty in 2 of 600 rows"):
+        model.predict(x)
 
 
 @slow
@@ -384,10 +408,11 @@ def test_unknown_column_names_it(model: RiskModel, sample: pd.DataFrame) -> None
 
 
 @slow
-def test_id_columns_are_optional(model: RiskModel, sample: pd.DataFrame) -> None:
+def test_buyer_id_and_as_of_are_optional(model: RiskModel, sample: pd.DataFrame) -> None:
     full = model.predict(sample)
-    bare = model.predict(sample.drop(columns=["buyer_id", "as_of", "status"]))
+    bare = model.predict(sample.drop(columns=["buyer_id", "as_of"]))
     assert np.array_equal(full["pd"].to_numpy(), bare["pd"].to_numpy())
+    assert (full["grade"].to_numpy() == bare["grade"].to_numpy()).all()
 
 
 @slow
