@@ -26,6 +26,17 @@ class DataParams(_Strict):
     max_reject_rate: float = Field(0.01, ge=0, le=1)
 
 
+class BookParams(_Strict):
+    """How ``riskmodel validate`` lays out the book: buyers are hashed into buckets of about
+    ``bucket_invoices`` invoices (or exactly ``buckets``); stages read a bucket at a time, so
+    memory follows the bucket size. ``memory_limit`` bounds DuckDB's sorts and joins (it
+    spills to disk beyond it)."""
+
+    bucket_invoices: int = Field(1_000_000, gt=0)
+    buckets: int | None = Field(None, gt=0)
+    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
 class SnapshotParams(_Strict):
     """The as-of dates of the training panel: a list, or a frequency from the first date with
     ``history_days`` of history up to the last date whose label window is observed."""
@@ -58,7 +69,6 @@ class LabelParams(_Strict):
 
 class FeatureParams(_Strict):
     windows: list[int] = [90, 180, 365]
-    chunk_invoices: int = Field(4_000_000, gt=0)
     history_cap_days: int | None = Field(None, gt=0)
 
     @field_validator("windows")
@@ -131,6 +141,7 @@ class RegistryParams(_Strict):
 
 class Params(_Strict):
     data: DataParams = DataParams()
+    book: BookParams = BookParams()
     snapshots: SnapshotParams = SnapshotParams(frequency="quarterly")
     label: LabelParams = LabelParams()
     features: FeatureParams = FeatureParams()

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from riskmodel.data.contract import ValidationResult
 
-
-def print_validation(result: ValidationResult, console: Console | None = None) -> None:
+def print_validation(report: dict[str, Any], console: Console | None = None) -> None:
+    """The counts of a validation report (``riskmodel validate --report``'s JSON)."""
     console = console or Console()
-    table = Table(title=f"Validation (observed until {result.observed_until.isoformat()})")
+    table = Table(title=f"Validation (observed until {report['observed_until']})")
     for col in ("table", "read", "accepted", "rejected", "share", "reasons"):
         table.add_column(col, justify="right" if col not in ("table", "reasons") else "left")
-    for name in ("invoices", "buyers", "events"):
-        t = result.tables[name]
-        reasons = ", ".join(f"{k}: {v:,}" for k, v in t.reasons.items()) or "-"
-        table.add_row(
-            name, f"{t.read:,}", f"{len(t.accepted):,}", f"{len(t.rejected):,}",
-            f"{t.reject_rate:.2%}", reasons,
-        )
+    for name, t in report["tables"].items():
+        reasons = ", ".join(f"{k}: {v:,}" for k, v in t["reasons"].items()) or "-"
+        share = t["rejected"] / t["read"] if t["read"] else 0.0
+        table.add_row(name, f"{t['read']:,}", f"{t['accepted']:,}", f"{t['rejected']:,}",
+                      f"{share:.2%}", reasons)
     console.print(table)
 
 
-def print_evaluation(ev, console: Console | None = None) -> None:
+def print_evaluation(ev: Any, console: Console | None = None) -> None:
     console = console or Console()
     m = ev.metrics
     keys = ["test_auc", "test_gini", "test_ks", "test_brier", "test_log_loss", "test_ece",

@@ -1,0 +1,612 @@
+"""The pipeline's stages as library functions over paths and params.
+
+validate -> features -> labels -> train -> evaluate -> promote. Each stage takes paths and a
+:class:`~riskmodel.params.Params`, does its work through the library, and returns a result
+object; the CLI parses arguments and prints these results, DVC calls the CLI, and tests and
+benchmarks call the same functions. Every stage that reads data accepts a book or a raw
+folder (validated into a temporary book first), reads it a bucket at a time, and fails when a
+table's rejected share is above ``data.max_reject_rate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from riskmodel.data.book import Book, BookError, is_book
+from riskmodel.features.engine import (
+    FeatureConfig,
+    bucket_features,
+    feature_names,
+    features_to_pandas,
+    peer_context,
+    peers_sql,
+)
+from riskmodel.features.labels import labels_table, labels_to_pandas
+from riskmodel.params import Params
+
+#: progress callback: (what, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+class PipelineError(ValueError):
+    """A stage cannot run as asked; the message says what to change (CLI exit code 2)."""
+
+
+class RejectLimitError(PipelineError):
+    """A table's rejected share is above ``data.max_reject_rate`` (CLI exit code 1)."""
+
+
+def _tick(progress: Progress | None, what: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(what, done, total)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+@dataclass
+class ValidateResult:
+    book: Path
+    report: dict[str, Any]
+    observed_until: dt.date
+    n_buckets: int
+    over_limit: list[str] = field(default_factory=list)
+
+
+def check_reject_limit(report: dict[str, Any], max_reject_rate: float) -> list[str]:
+    """Tables whose rejected share is above the limit, as 'name share' strings."""
+    over = []
+    for name, t in report["tables"].items():
+        rate = t["rejected"] / t["read"] if t["read"] else 0.0
+        if rate > max_reject_rate:
+            over.append(f"{name} {rate:.2%}")
+    return over
+
+
+def validate(
+    raw: str | Path,
+    out: str | Path,
+    params: Params,
+    *,
+    mapping: str | Path | None = None,
+    observed_until: dt.date | None = None,
+    rejects: str | Path | None = None,
+    report: str | Path | None = None,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+) -> ValidateResult:
+    """Validate a raw folder into a book at ``out`` (with rejects and a JSON report where
+    asked). The book, rejects and report are written even above the reject limit, so they can
+    be inspected; :attr:`ValidateResult.over_limit` names the tables above it."""
+    from riskmodel.data.ingest import build_book
+
+    mp = mapping if mapping is not None else params.data.mapping
+    built = build_book(
+        Path(raw), Path(out),
+        mapping=Path(mp) if mp else None,
+        observed_until=observed_until or params.data.observed_until,
+        bucket_invoices=params.book.bucket_invoices,
+        n_buckets=params.book.buckets,
+        memory_limit=params.book.memory_limit,
+        rejects=Path(rejects) if rejects else None,
+        today=today,
+        progress=progress,
+    )
+    if report is not None:
+        path = Path(report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(built.report, indent=2) + "\n", encoding="utf-8")
+    return ValidateResult(Path(out), built.report, built.manifest.observed_until,
+                          built.manifest.n_buckets,
+                          check_reject_limit(built.report, params.data.max_reject_rate))
+
+
+@contextlib.contextmanager
+def open_book(data: str | Path, params: Params, *, mapping: str | Path | None = None,
+              observed_until: dt.date | None = None,
+              progress: Progress | None = None) -> Iterator[Book]:
+    """A book as given, or a raw folder validated into a temporary book (removed after).
+    Fails (:class:`RejectLimitError`) when a table's rejected share is above the limit."""
+    path = Path(data)
+    if not path.exists():
+        raise PipelineError(f"{path}: no such folder (give a book or a raw data folder)")
+    if is_book(path):
+        if mapping is not None or observed_until is not None:
+            raise PipelineError(f"{path} is a book: --mapping and --observed-until apply to "
+                                "raw data only (the book was validated with its own)")
+        book = _open(path)
+        _enforce(book.manifest.tables, params)
+        yield book
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="riskmodel-book-"))
+    try:
+        result = validate(path, tmp / "book", params, mapping=mapping,
+                          observed_until=observed_until, progress=progress)
+        if result.over_limit:
+            raise RejectLimitError(_limit_message(result.over_limit, params))
+        yield _open(result.book)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _open(path: Path) -> Book:
+    try:
+        return Book(path)
+    except BookError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+def _limit_message(over: list[str], params: Params) -> str:
+    return (f"rejected share above data.max_reject_rate {params.data.max_reject_rate:.2%}: "
+            f"{', '.join(over)} (see riskmodel validate --rejects)")
+
+
+def _enforce(tables: dict[str, Any], params: Params) -> None:
+    over = check_reject_limit({"tables": tables}, params.data.max_reject_rate)
+    if over:
+        raise RejectLimitError(_limit_message(over, params))
+
+
+def as_of_dates(book: Book, params: Params, given: Sequence[dt.date] | None = None
+                ) -> list[dt.date]:
+    """The as-of dates asked for, or the params snapshot dates of the book; none may be after
+    the book's ``observed_until``."""
+    ou = book.observed_until
+    if given:
+        dates = sorted(set(given))
+    else:
+        start = book.manifest.data_start
+        if start is None:
+            raise PipelineError(f"{book.path}: the book holds no invoices")
+        dates = params.snapshots.resolve(start, ou)
+    late = [d for d in dates if d > ou]
+    if late:
+        raise PipelineError(f"as-of date {late[0]} is after observed_until {ou}: nothing is "
+                            "known there yet")
+    if not dates:
+        raise PipelineError("no as-of dates (check snapshots in params: the data may be "
+                            "shorter than snapshots.history_days)")
+    return dates
+
+
+def feature_config(params: Params, book: Book) -> FeatureConfig:
+    """The feature settings of params, with the book's frozen context (data start; whether
+    the data carry dispute dates)."""
+    return FeatureConfig(
+        windows=tuple(params.features.windows),
+        dpd_threshold=params.label.dpd_threshold,
+        history_cap_days=params.features.history_cap_days,
+        data_start=book.manifest.data_start,
+        disputes=book.manifest.has_column("invoices", "dispute_date"),
+    )
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass
+class FeaturesResult:
+    path: Path
+    peers_path: Path
+    rows: int
+    columns: int
+    dates: list[dt.date]
+    buckets: int
+
+
+def peers_path_for(out: str | Path) -> Path:
+    """Where the peer context of a features file is stored: ``X.parquet`` ->
+    ``X.peers.parquet``."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".parquet") + ".peers.parquet")
+
+
+def read_buyer_ids(path: str | Path) -> list[str]:
+    """A buyers file: one id a line; blank lines and surrounding spaces are ignored."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: cannot read the buyers file: {exc}") from exc
+    ids = sorted({s.strip() for s in lines if s.strip()})
+    if not ids:
+        raise PipelineError(f"{path}: no buyer ids (one id a line)")
+    return ids
+
+
+def features(
+    book: Book,
+    out: str | Path,
+    params: Params,
+    *,
+    dates: Sequence[dt.date] | None = None,
+    buyers: Sequence[str] | None = None,
+    peers: str | Path | None = None,
+    progress: Progress | None = None,
+) -> FeaturesResult:
+    """Point-in-time features of the book (or of some ``buyers``) at the as-of dates, written
+    to ``out`` (Parquet; rows sorted by as-of date and buyer) with the peer context beside it.
+
+    The book is read a bucket at a time: each bucket's features go to a temporary file, the
+    peer context is computed from the whole book (or read from ``peers``, the context file of
+    an earlier run), and one DuckDB query joins them and sorts the rows out of core.
+    """
+    when = as_of_dates(book, params, dates)
+    cfg = feature_config(params, book)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wanted: dict[int, list[str]] | None = None
+    if buyers is not None:
+        wanted = book.buckets_for(buyers)
+        _check_known(book, wanted)
+    context = _read_peers(peers, cfg) if peers is not None else None
+    need_all = context is None  # the peer context is over the whole book
+    todo = range(book.n_buckets) if (need_all or wanted is None) else sorted(wanted)
+    base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
+    bases: list[pa.Table] = []
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-") as tmp:
+        part_path = Path(tmp) / "parts.parquet"
+        writer: pq.ParquetWriter | None = None
+        for i, k in enumerate(todo):
+            bucket = book.bucket(k)
+            table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
+            if need_all:
+                bases.append(table.select(base_cols))
+            if wanted is not None:
+                keep = wanted.get(k, [])
+                table = table.filter(pa.compute.is_in(table["buyer_id"],
+                                                      value_set=pa.array(keep, pa.string())))
+            if writer is None:
+                writer = pq.ParquetWriter(part_path, table.schema)
+            writer.write_table(table)
+            _tick(progress, "features", i + 1, len(todo))
+        if writer is not None:
+            writer.close()
+        if context is None:
+            context = peer_context(bases, cfg)
+        bases.clear()
+        rows = _finish_features(part_path, context, cfg, out, Path(tmp), params)
+    peers_out = peers_path_for(out)
+    pq.write_table(context, peers_out)
+    return FeaturesResult(out, peers_out, rows, 3 + len(feature_names(cfg)), when, len(todo))
+
+
+def _check_known(book: Book, wanted: dict[int, list[str]]) -> None:
+    unknown: list[str] = []
+    for k, ids in wanted.items():
+        present = set(book.read("buyers", k, ["buyer_id"])["buyer_id"].to_pylist())
+        unknown += [i for i in ids if i not in present]
+    if unknown:
+        raise PipelineError(f"{len(unknown)} buyer id(s) not in the book {book.path} "
+                            f"(first: {sorted(unknown)[0]!r})")
+
+
+def _read_peers(path: str | Path, cfg: FeatureConfig) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PipelineError(f"{path}: cannot read the peer context: {exc}") from exc
+    need = {"as_of", "dimension", "value", "median"}
+    if not need <= set(table.column_names):
+        raise PipelineError(f"{path}: not a peer context (columns {table.column_names})")
+    return table
+
+
+def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Path,
+                     tmp: Path, params: Params) -> int:
+    """Join the peer context and sort, out of core, straight into ``out``."""
+    names = [*feature_names(cfg)]
+    empty = not parts.exists()
+    con = duckdb.connect(config={"threads": cfg.threads,
+                                 "memory_limit": params.book.memory_limit,
+                                 "temp_directory": str(tmp / "duckdb"),
+                                 "preserve_insertion_order": True})
+    try:
+        con.register("ctx", context)
+        if empty:
+            schema = pa.schema([("buyer_id", pa.string()), ("as_of", pa.date32()),
+                                ("status", pa.string())]
+                               + [(n, pa.string() if n in ("industry", "country")
+                                   else pa.float64()) for n in names])
+            pq.write_table(schema.empty_table(), out)
+            return 0
+        source = f"read_parquet('{parts}')"
+        con.sql(f"COPY ({peers_sql(source, 'ctx', cfg)}) TO '{out}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+        return int(pq.ParquetFile(out).metadata.num_rows)
+    finally:
+        con.close()
+
+
+def read_features(path: str | Path) -> pd.DataFrame:
+    """A features file as pandas (``as_of`` as ``datetime64[s]``)."""
+    try:
+        return features_to_pandas(pq.read_table(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise PipelineError(f"{path}: cannot read features: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@dataclass
+class LabelsResult:
+    path: Path
+    rows: int
+    labelled: int
+    bad_rate: float
+    dates: list[dt.date]
+
+
+def labels(
+    book: Book,
+    out: str | Path,
+    params: Params,
+    *,
+    dates: Sequence[dt.date] | None = None,
+    progress: Progress | None = None,
+) -> LabelsResult:
+    """Contract labels of every buyer at the as-of dates, bucket by bucket."""
+    when = as_of_dates(book, params, dates)
+    parts = []
+    for k in range(book.n_buckets):
+        inv = book.read("invoices", k, ["buyer_id", "issue_date", "due_date", "paid_date"])
+        ev = book.read("events", k, ["buyer_id", "event_date"])
+        parts.append(labels_table(inv, ev, when, book.observed_until,
+                                  params.label.horizon_days, params.label.dpd_threshold))
+        _tick(progress, "labels", k + 1, book.n_buckets)
+    table = pa.concat_tables(parts).sort_by([("as_of", "ascending"),
+                                             ("buyer_id", "ascending")])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out, compression="zstd")
+    bad = table["bad"]
+    labelled = len(bad) - bad.null_count
+    rate = pa.compute.mean(bad.cast(pa.float64())).as_py() if labelled else float("nan")
+    return LabelsResult(out, table.num_rows, labelled, float(rate), when)
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    try:
+        return labels_to_pandas(pq.read_table(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise PipelineError(f"{path}: cannot read labels: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainStageResult:
+    out: Path
+    metadata: dict[str, Any]
+    registered: Any | None = None  # riskmodel.registry.Registered
+
+
+def raw_fingerprint(data: str | Path) -> str:
+    """The fingerprint of the raw data behind ``data`` (a book's manifest, or the files of a
+    raw folder)."""
+    from riskmodel.provenance import fingerprint
+
+    path = Path(data)
+    if is_book(path):
+        return _open(path).manifest.raw_fingerprint
+    if not path.exists():
+        raise PipelineError(f"{path}: no such folder (give a book or a raw data folder)")
+    return fingerprint(path)
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    params: Params,
+    *,
+    features_path: str | Path | None = None,
+    labels_path: str | Path | None = None,
+    register: bool = True,
+    project_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> TrainStageResult:
+    """Train the calibrated model on features and labels (built from ``data`` when not
+    given), write the MLflow pyfunc model directory ``out`` and, with ``register``, log the
+    run and register the model as the new challenger."""
+    from riskmodel.modeling.training import TrainingError, train_model
+    from riskmodel.provenance import git_commit
+    from riskmodel.registry import (
+        ModelDirError,
+        check_replaceable,
+        log_training,
+        save_pyfunc,
+        write_registration,
+    )
+
+    out = Path(out)
+    try:
+        check_replaceable(out)  # before any work, not after an hour of training
+    except ModelDirError as exc:
+        raise PipelineError(str(exc)) from exc
+    if (features_path is None) != (labels_path is None):
+        raise PipelineError("give both --features and --labels, or neither")
+    fp = raw_fingerprint(data)
+    if features_path is not None and labels_path is not None:
+        feats, labs = read_features(features_path), read_labels(labels_path)
+    else:
+        with open_book(data, params, progress=progress) as book, \
+                tempfile.TemporaryDirectory() as tmp:
+            f = features(book, Path(tmp) / "features.parquet", params, progress=progress)
+            lab = labels(book, Path(tmp) / "labels.parquet", params, progress=progress)
+            feats, labs = read_features(f.path), read_labels(lab.path)
+    try:
+        result = train_model(feats, labs, params)
+    except TrainingError as exc:
+        raise PipelineError(str(exc)) from exc
+    meta = result.metadata()
+    meta["raw_fingerprint"] = fp
+    try:
+        save_pyfunc(result.model, out, {"training.json": meta})
+    except ModelDirError as exc:
+        raise PipelineError(str(exc)) from exc
+    reg = None
+    if register:
+        reg = log_training(
+            result.model,
+            params=params.model_dump(mode="json"),
+            metrics={"best_iteration": meta["best_iteration"],
+                     "n_leaves_total": meta["n_leaves_total"],
+                     "train_rows": meta["split"]["train"]["rows"],
+                     "valid_rows": meta["split"]["valid"]["rows"],
+                     "test_rows": meta["split"]["test"]["rows"]},
+            tags={"git_commit": git_commit(), "raw_fingerprint": fp,
+                  "split_kind": meta["split"]["kind"]},
+            artifacts={"features.json": {"features": result.model.spec.names,
+                                         "categories": result.model.spec.categories},
+                       "training.json": meta},
+            experiment=params.registry.experiment,
+            model_name=params.registry.model_name,
+            project_dir=project_dir,
+        )
+        write_registration(out, reg)
+    return TrainStageResult(out, meta, reg)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluateStageResult:
+    evaluation: Any  # riskmodel.modeling.evaluation.Evaluation
+    files: list[Path]
+    metrics_path: Path
+
+
+def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str | Path,
+             params: Params) -> tuple[Any, Any]:
+    """The model and the split of these features and labels, checked to be the split the
+    model was trained on."""
+    from riskmodel.modeling.model import load_model_dir, model_files
+    from riskmodel.modeling.training import TrainingError, build_panel, split_panel
+
+    try:
+        model = load_model_dir(model_dir)
+        panel = build_panel(read_features(features_path), read_labels(labels_path))
+        split = split_panel(panel, params)
+    except (FileNotFoundError, TrainingError) as exc:
+        raise PipelineError(str(exc)) from exc
+    trained = json.loads((model_files(model_dir) / "training.json").read_text())
+    if trained["split"]["dates"] != split.dates:
+        raise PipelineError(
+            "the split of these features/labels differs from the model's training split "
+            f"({trained['split']['dates']} vs {split.dates}): evaluate the data the model "
+            "was trained on")
+    return model, split
+
+
+def evaluate(
+    model_dir: str | Path,
+    features_path: str | Path,
+    labels_path: str | Path,
+    params: Params,
+    *,
+    out_dir: str | Path = "reports",
+    metrics_path: str | Path = "metrics.json",
+    truth: str | Path | None = None,
+    log: bool = True,
+    project_dir: str | Path | None = None,
+) -> EvaluateStageResult:
+    """The validation report on the out-of-time test set (tables, plots, metrics JSON),
+    logged to the model's MLflow run when it has one."""
+    from riskmodel.modeling.evaluation import evaluate as run_evaluation
+    from riskmodel.modeling.plots import draw
+
+    if truth is not None and not Path(truth).is_file():
+        raise PipelineError(f"{truth}: no such file (--truth is the truth.parquet of a "
+                            "synthetic world)")
+    model, split = test_set(model_dir, features_path, labels_path, params)
+    drop = ["bad", "in_default"]
+    test_pred = model.predict(split.test.drop(columns=drop))
+    train_pred = model.predict(split.train.drop(columns=drop))
+    oracle = None
+    if truth is not None:
+        try:
+            t = pd.read_parquet(truth)
+        except (OSError, ValueError) as exc:
+            raise PipelineError(f"{truth}: cannot read: {exc}") from exc
+        if not {"buyer_id", "as_of", "pd_true"} <= set(t.columns):
+            raise PipelineError(f"{truth}: needs columns buyer_id, as_of, pd_true")
+        t["as_of"] = pd.to_datetime(t["as_of"]).astype("datetime64[s]")
+        joined = split.test[["buyer_id", "as_of"]].merge(t, on=["buyer_id", "as_of"],
+                                                         how="left")
+        if joined["pd_true"].isna().any():
+            raise PipelineError(f"{truth}: {int(joined['pd_true'].isna().sum())} test rows "
+                                "have no pd_true (is this the truth of the same world?)")
+        oracle = joined["pd_true"].to_numpy()
+    ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
+                        model.scale, params.evaluate.ece_bins, params.evaluate.psi_bins,
+                        oracle, params.evaluate.asset_correlation)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
+              "feature_psi.csv": ev.feature_psi,
+              "grade_distribution.csv": ev.grade_distribution}
+    files = []
+    for name, frame in tables.items():
+        frame.to_csv(out_dir / name, index=False)
+        files.append(out_dir / name)
+    files += draw(ev, out_dir)
+    metrics_path = Path(metrics_path)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps({k: round(v, 6) for k, v in ev.metrics.items()},
+                                       indent=2, sort_keys=True) + "\n")
+    if log:
+        from riskmodel.registry import log_evaluation, read_registration
+
+        reg = read_registration(model_dir)
+        if reg is not None:
+            log_evaluation(reg["run_id"], ev.metrics, [*files, metrics_path],
+                           project_dir=project_dir)
+    return EvaluateStageResult(ev, files, metrics_path)
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def promote(
+    params: Params,
+    *,
+    model_dir: str | Path | None = None,
+    features_path: str | Path | None = None,
+    labels_path: str | Path | None = None,
+    out: str | Path | None = None,
+    project_dir: str | Path | None = None,
+) -> Any:
+    """Move alias ``champion`` to the challenger when it passes the gates in params; with
+    the features and labels, the champion is re-scored on the current test set."""
+    from riskmodel.registry import RegistryError
+    from riskmodel.registry import promote as run_promotion
+
+    test_frame = None
+    if features_path is not None and labels_path is not None and model_dir is not None:
+        _, split = test_set(model_dir, features_path, labels_path, params)
+        test_frame = split.test
+    try:
+        decision = run_promotion(params.registry.model_name, params.promote,
+                                 test_frame=test_frame, project_dir=project_dir)
+    except RegistryError as exc:
+        raise PipelineError(str(exc)) from exc
+    if out is not None:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
+    return decision
