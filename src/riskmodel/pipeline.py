@@ -3,7 +3,8 @@
 validate -> features -> labels -> train -> evaluate -> promote. Each stage takes paths and a
 :class:`~riskmodel.params.Params`, does its work through the library, and returns a result
 object; the CLI parses arguments and prints these results, DVC calls the CLI, and tests and
-benchmarks call the same functions. Every stage that reads data accepts a book or a raw
+benchmarks call the same functions. Each stage imports what it uses inside its function, so
+a stage depends (for DVC) only on the modules it runs. Every stage that reads data accepts a book or a raw
 folder (validated into a temporary book first), reads it a bucket at a time, and fails when a
 table's rejected share is above ``data.max_reject_rate``.
 """
@@ -18,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -26,16 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from riskmodel.data.book import Book, BookError, is_book
-from riskmodel.features.engine import (
-    FeatureConfig,
-    bucket_features,
-    feature_names,
-    features_to_pandas,
-    peer_context,
-    peers_sql,
-)
-from riskmodel.features.labels import labels_table, labels_to_pandas
 from riskmodel.params import Params
+
+if TYPE_CHECKING:
+    from riskmodel.features.engine import FeatureConfig
 
 #: progress callback: (what, done, total)
 Progress = Callable[[str, int, int], None]
@@ -185,6 +180,8 @@ def as_of_dates(book: Book, params: Params, given: Sequence[dt.date] | None = No
 def feature_config(params: Params, book: Book) -> FeatureConfig:
     """The feature settings of params, with the book's frozen context (data start; whether
     the data carry dispute dates)."""
+    from riskmodel.features.engine import FeatureConfig
+
     return FeatureConfig(
         windows=tuple(params.features.windows),
         dpd_threshold=params.label.dpd_threshold,
@@ -243,6 +240,7 @@ def features(
     peer context is computed from the whole book (or read from ``peers``, the context file of
     an earlier run), and one DuckDB query joins them and sorts the rows out of core.
     """
+    from riskmodel.features.engine import bucket_features, feature_names, peer_context
     when = as_of_dates(book, params, dates)
     cfg = feature_config(params, book)
     out = Path(out)
@@ -307,6 +305,7 @@ def _read_peers(path: str | Path, cfg: FeatureConfig) -> pa.Table:
 def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Path,
                      tmp: Path, params: Params) -> int:
     """Join the peer context and sort, out of core, straight into ``out``."""
+    from riskmodel.features.engine import CATEGORICAL, feature_names, peers_sql
     names = [*feature_names(cfg)]
     empty = not parts.exists()
     con = duckdb.connect(config={"threads": cfg.threads,
@@ -318,7 +317,7 @@ def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Pa
         if empty:
             schema = pa.schema([("buyer_id", pa.string()), ("as_of", pa.date32()),
                                 ("status", pa.string())]
-                               + [(n, pa.string() if n in ("industry", "country")
+                               + [(n, pa.string() if n in CATEGORICAL
                                    else pa.float64()) for n in names])
             pq.write_table(schema.empty_table(), out)
             return 0
@@ -332,6 +331,8 @@ def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Pa
 
 def read_features(path: str | Path) -> pd.DataFrame:
     """A features file as pandas (``as_of`` as ``datetime64[s]``)."""
+    from riskmodel.features.engine import features_to_pandas
+
     try:
         return features_to_pandas(pq.read_table(path))
     except (OSError, pa.ArrowException) as exc:
@@ -359,6 +360,7 @@ def labels(
     progress: Progress | None = None,
 ) -> LabelsResult:
     """Contract labels of every buyer at the as-of dates, bucket by bucket."""
+    from riskmodel.features.labels import labels_table
     when = as_of_dates(book, params, dates)
     parts = []
     for k in range(book.n_buckets):
@@ -379,6 +381,9 @@ def labels(
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
+    """A labels file as pandas (``as_of`` as ``datetime64[s]``, ``bad`` nullable)."""
+    from riskmodel.features.labels import labels_to_pandas
+
     try:
         return labels_to_pandas(pq.read_table(path))
     except (OSError, pa.ArrowException) as exc:
