@@ -164,7 +164,11 @@ def is_model_dir(path: str | Path) -> bool:
     return isinstance(artifacts, dict) and ARTIFACT_KEY in artifacts
 
 
-def _check_replaceable(path: Path) -> None:
+def check_replaceable(path: str | Path) -> None:
+    """Raise :class:`ModelDirError` unless :func:`save_pyfunc` may write ``path``: it is
+    missing, an empty folder, or a model directory (:func:`is_model_dir`). Cheap: call it
+    before training, so that a wrong ``--out`` fails at once."""
+    path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise ModelDirError(
             f"{path} exists and is not a folder: refusing to replace it with a model "
@@ -203,7 +207,7 @@ def save_pyfunc(model: RiskModel, path: str | Path,
     into place, so a failed save leaves the old one as it was."""
     path = Path(path)
     _quiet()
-    _check_replaceable(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -251,6 +255,30 @@ class Registered:
     new_version: bool = True
     model_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+REGISTRATION_FILE = "registry.json"
+
+
+def write_registration(model_dir: str | Path, reg: Registered) -> Path:
+    """Write ``registry.json`` into a model directory: which run and registered version it
+    is (``run_id``, ``model_name``, ``version``, ``new_version``, ``model_sha256``)."""
+    path = Path(model_dir) / REGISTRATION_FILE
+    data = {"run_id": reg.run_id, "model_name": reg.model_name, "version": reg.version,
+            "new_version": reg.new_version, "model_sha256": reg.model_sha256}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_registration(model_dir: str | Path) -> dict[str, Any] | None:
+    """The ``registry.json`` of a model directory, or None when it was not registered."""
+    path = Path(model_dir) / REGISTRATION_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "run_id" not in data:
+        raise RegistryError(f"{path}: not a registration (no run_id)")
+    return data
 
 
 def _metrics(values: Mapping[str, Any]) -> list[Metric]:
@@ -503,6 +531,7 @@ def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = 
 
 
 __all__ = ["CHALLENGER", "CHAMPION", "HASH_TAG", "Decision", "Gates", "ModelDirError",
-           "Registered", "RegistryError", "RiskPyfunc", "Store", "ensure_experiment",
-           "is_model_dir", "load_registered", "log_evaluation", "log_training",
-           "promote", "save_pyfunc", "tracking_uri"]
+           "Registered", "RegistryError", "RiskPyfunc", "Store", "check_replaceable",
+           "ensure_experiment", "is_model_dir", "load_registered", "log_evaluation",
+           "log_training", "promote", "read_registration", "save_pyfunc", "tracking_uri",
+           "write_registration"]
