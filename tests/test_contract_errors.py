@@ -14,7 +14,7 @@ import pytest
 from contract_helpers import (
     BASE_OBSERVED_UNTIL,
     add_row,
-    assert_accepted_pass_schema,
+    assert_accepted_meet_contract,
     assert_counts_add_up,
     base_tables,
     typed_for_parquet,
@@ -129,7 +129,7 @@ def test_missing_optional_column_is_allowed(tmp_path: Path, table: str, column: 
     assert len(accepted) == len(tables[table])
     assert accepted[column].isna().all()  # the column exists, typed and empty
     assert_counts_add_up(result)
-    assert_accepted_pass_schema(result)
+    assert_accepted_meet_contract(result)
 
 
 def _parquet_with(tmp_path: Path, table: str, column: str, values: list[object]) -> Path:
@@ -224,7 +224,7 @@ def test_parquet_dates_as_date32_and_with_time_zone_are_read(tmp_path: Path) -> 
     assert result.invoices["issue_date"].dt.strftime("%Y-%m-%d").tolist() == [
         "2024-01-10", "2024-02-01", "2024-03-15", "2024-05-01", "2024-06-01"]
     assert result.invoices["due_date"].dt.strftime("%Y-%m-%d").tolist()[0] == "2024-02-09"
-    assert_accepted_pass_schema(result)
+    assert_accepted_meet_contract(result)
 
 
 def test_no_date_to_observe_names_the_file_and_column(tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_csv_with_byte_order_mark(tmp_path: Path) -> None:
     assert result.invoices["invoice_id"].tolist() == ["I1", "I2", "I3", "I4", "I5"]
     assert result.buyers["buyer_id"].tolist() == ["B1", "B2", "B3"]
     assert all(t.rejected.empty for t in result.tables.values())
-    assert_accepted_pass_schema(result)
+    assert_accepted_meet_contract(result)
 
 
 def test_csv_header_whitespace_is_stripped(tmp_path: Path) -> None:
@@ -281,6 +281,7 @@ def test_valid_dataset_in_every_format(tmp_path: Path, fmt: str) -> None:
     raw = write_dataset(tmp_path / "raw", base_tables(), fmt)
     result = load_dataset(str(raw))
     assert result.report() == {
+        "contract_version": "1.1",
         "observed_until": "2024-06-30",
         "tables": {
             "invoices": {"read": 5, "accepted": 5, "rejected": 0, "reasons": {}},
@@ -288,7 +289,7 @@ def test_valid_dataset_in_every_format(tmp_path: Path, fmt: str) -> None:
             "events": {"read": 2, "accepted": 2, "rejected": 0, "reasons": {}},
         },
     }
-    assert_accepted_pass_schema(result)
+    assert_accepted_meet_contract(result)
 
 
 def test_parquet_parts_in_nested_folders_are_all_read(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contract_helpers import (
-    assert_accepted_pass_schema,
+    assert_accepted_meet_contract,
     assert_counts_add_up,
     base_tables,
     rejects_by_ref,
@@ -47,6 +47,7 @@ def ibm(ibm_raw: pd.DataFrame):
 
 def test_ibm_counts_and_observation_date(ibm) -> None:
     assert ibm.report() == {
+        "contract_version": "1.1",
         "observed_until": "2014-01-09",
         "tables": {
             "invoices": {"read": 2466, "accepted": 2466, "rejected": 0, "reasons": {}},
@@ -56,7 +57,7 @@ def test_ibm_counts_and_observation_date(ibm) -> None:
     }
     assert ibm.observed_until == dt.date(2014, 1, 9)
     assert_counts_add_up(ibm)
-    assert_accepted_pass_schema(ibm)
+    assert_accepted_meet_contract(ibm)
 
 
 def test_ibm_invoices_are_mapped_value_for_value(ibm, ibm_raw: pd.DataFrame) -> None:
@@ -245,7 +246,7 @@ def test_mapping_renames_recodes_and_sets_formats(tmp_path: Path) -> None:
         ["C1", "DE", "C"], ["C2", "AT", "C"], ["C3", "AT", "C"]]
     assert result.observed_until == dt.date(2024, 3, 1)
     assert_counts_add_up(result)
-    assert_accepted_pass_schema(result)
+    assert_accepted_meet_contract(result)
 
 
 def test_derived_buyer_with_conflicting_attributes_is_a_duplicate(tmp_path: Path) -> None:

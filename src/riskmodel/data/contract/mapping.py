@@ -16,6 +16,9 @@ A mapping is a small YAML file::
         constants: {industry: UNKNOWN}
       events:
         empty: true                  # the export has no credit events (said, never assumed)
+      exposures:                     # optional table: mapped like the others when there is one
+        file: limits.csv
+        columns: {current_limit: CreditLimit}
 
 Unmapped contract columns keep their own names, so a mapping only lists what differs.
 """
@@ -30,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from riskmodel.data.contract.errors import ContractError
-from riskmodel.data.contract.schema import TABLE_COLUMNS, TABLES, column_names
+from riskmodel.data.contract.schema import ALL_TABLES, TABLE_COLUMNS, column_names
 
 
 class TableMapping(BaseModel):
@@ -62,8 +65,8 @@ class Mapping(BaseModel):
     @model_validator(mode="after")
     def _known_names(self) -> Mapping:
         for table, tm in self.tables.items():
-            if table not in TABLES:
-                raise ValueError(f"unknown table {table!r}; the contract has {list(TABLES)}")
+            if table not in ALL_TABLES:
+                raise ValueError(f"unknown table {table!r}; the contract has {list(ALL_TABLES)}")
             known = set(column_names(table))
             for section in ("columns", "date_formats", "constants", "values"):
                 for col in getattr(tm, section):
@@ -72,7 +75,7 @@ class Mapping(BaseModel):
                             f"tables.{table}.{section}: {col!r} is not a contract column of "
                             f"{table} (known: {sorted(known)})"
                         )
-            if tm.derive_from is not None and tm.derive_from not in TABLES:
+            if tm.derive_from is not None and tm.derive_from not in ALL_TABLES:
                 raise ValueError(f"tables.{table}.derive_from: unknown table {tm.derive_from!r}")
         return self
 

@@ -1,4 +1,8 @@
-"""Find and read the raw tables of a dataset folder: Parquet file, folder of parts, or CSV."""
+"""Find and read the raw tables of a dataset folder: Parquet file, folder of parts, or CSV.
+
+The three required tables must be there; an optional table (``exposures``) is read when it is
+there (or mapped) and is simply absent otherwise.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import pyarrow.parquet as pq
 
 from riskmodel.data.contract.errors import ContractError
 from riskmodel.data.contract.mapping import Mapping, apply_mapping, derive_table
-from riskmodel.data.contract.schema import TABLE_COLUMNS, TABLES
+from riskmodel.data.contract.schema import OPTIONAL_TABLES, TABLE_COLUMNS, TABLES
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def read_tables(raw_dir: str | Path, mapping: Mapping | None = None) -> dict[str, RawTable]:
-    """Read the three contract tables of ``raw_dir``, applying ``mapping`` where given.
+    """Read the contract tables of ``raw_dir``, applying ``mapping`` where given.
 
-    Raises :class:`ContractError` for a missing table, an unreadable or empty file, or a
-    missing required column.
+    The result always holds the three required tables and holds an optional table
+    (``exposures``) only when the folder has it or the mapping names it (``file``,
+    ``derive_from`` or ``empty``). Raises :class:`ContractError` for a missing required table,
+    a file the mapping names that does not exist, an unreadable or empty file, or a missing
+    required column.
     """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -99,8 +106,11 @@ def read_tables(raw_dir: str | Path, mapping: Mapping | None = None) -> dict[str
         return sources[name]
 
     tables: dict[str, RawTable] = {}
-    for name in TABLES:
+    for name in TABLES + OPTIONAL_TABLES:
         tm = mapping.for_table(name)
+        if (name in OPTIONAL_TABLES and name not in mapping.tables
+                and locate(raw_dir, name) is None):
+            continue  # an optional table that is not there is no table
         if tm.empty:
             cols = [c.name for c in TABLE_COLUMNS[name]]
             tables[name] = RawTable(name, f"mapping: {name} is empty", pd.DataFrame(columns=cols))
@@ -112,7 +122,8 @@ def read_tables(raw_dir: str | Path, mapping: Mapping | None = None) -> dict[str
         else:
             source, src_frame = source_of(name)
             mapped = apply_mapping(src_frame, name, tm, source)
-        _check_columns(mapped, name, source, allow_no_rows=(name == "events"))
+        _check_columns(mapped, name, source,
+                       allow_no_rows=(name == "events" or name in OPTIONAL_TABLES))
         tables[name] = RawTable(name, source, mapped)
     return tables
 

@@ -1,7 +1,10 @@
-"""The raw data contract, version 1, as data: tables, columns, types and row rules.
+"""The raw data contract, version 1.1, as data: tables, columns, types and row rules.
 
 The contract text lives in ``docs/data-contract.md``. Everything that checks data against it
 reads the declarations below, so the contract is written down once.
+
+Version 1.1 added the optional ``dispute_date`` of invoices, the optional ``exposures`` table,
+the ``future_date`` rule, and the inference of ``observed_until`` from accepted rows only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,13 @@ from typing import Literal
 
 ColumnKind = Literal["string", "date", "float", "int", "bool"]
 
+CONTRACT_VERSION = "1.1"
+
+#: The tables every dataset has, in the order they are validated.
 TABLES: tuple[str, ...] = ("buyers", "invoices", "events")
+#: Tables a dataset may have; an absent one is no table, not an error.
+OPTIONAL_TABLES: tuple[str, ...] = ("exposures",)
+ALL_TABLES: tuple[str, ...] = TABLES + OPTIONAL_TABLES
 EVENT_TYPES: tuple[str, ...] = ("insolvency", "default", "claim", "write_off", "restructuring")
 MAX_TERMS_DAYS = 366
 MIN_FOUNDED_YEAR = 1800
@@ -37,6 +46,7 @@ TABLE_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("currency", "string", False),
         ColumnSpec("paid_date", "date", False),
         ColumnSpec("disputed", "bool", False),
+        ColumnSpec("dispute_date", "date", False),
     ),
     "buyers": (
         ColumnSpec("buyer_id", "string", True),
@@ -51,18 +61,31 @@ TABLE_COLUMNS: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("event_date", "date", True),
         ColumnSpec("event_type", "string", True),
     ),
+    "exposures": (
+        ColumnSpec("buyer_id", "string", True),
+        ColumnSpec("supplier_id", "string", False),
+        ColumnSpec("current_limit", "float", True),
+        ColumnSpec("requested_limit", "float", False),
+        ColumnSpec("currency", "string", False),
+    ),
 }
 
-#: Dates that record something that happened, and so bound the observation date. ``due_date``
-#: is a scheduled date (routinely in the future of the export) and is deliberately not one.
+#: Dates that record something that happened: they bound the observation date (the inferred
+#: ``observed_until`` is the latest of them among accepted rows), and none may be after the day
+#: of the run (``future_date``). ``due_date`` is a scheduled date (routinely in the future of
+#: the export) and is deliberately not one.
 OBSERVATION_DATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "invoices": ("issue_date", "paid_date"),
+    "invoices": ("issue_date", "paid_date", "dispute_date"),
     "buyers": (),
     "events": ("event_date",),
+    "exposures": (),
 }
 
 # Row rules, in the order they are tried: a row that breaks several is rejected for the first.
 # The names are the ``reason`` values of the rejects tables and the keys of the JSON report.
+# ``future_date`` and then the ``*_after_observed_until`` rules come last in their tables: a row
+# that reaches them breaks no other rule, so when ``observed_until`` is inferred as the latest
+# date of the accepted rows these rules cannot fire, and the inference is self-consistent.
 RULES: dict[str, tuple[str, ...]] = {
     "buyers": (
         "missing_buyer_id",
@@ -88,6 +111,7 @@ RULES: dict[str, tuple[str, ...]] = {
         "unparseable_paid_date",
         "unparseable_amount",
         "unparseable_disputed",
+        "unparseable_dispute_date",
         "duplicate_invoice_id",
         "unknown_buyer_id",
         "buyer_rejected",
@@ -96,9 +120,12 @@ RULES: dict[str, tuple[str, ...]] = {
         "due_before_issue",
         "due_too_far_after_issue",
         "paid_before_issue",
+        "dispute_before_issue",
+        "invalid_currency",
+        "future_date",
         "issue_after_observed_until",
         "paid_after_observed_until",
-        "invalid_currency",
+        "dispute_after_observed_until",
     ),
     "events": (
         "missing_buyer_id",
@@ -108,8 +135,36 @@ RULES: dict[str, tuple[str, ...]] = {
         "unknown_buyer_id",
         "buyer_rejected",
         "unknown_event_type",
+        "future_date",
         "event_after_observed_until",
     ),
+    "exposures": (
+        "missing_buyer_id",
+        "missing_current_limit",
+        "unparseable_current_limit",
+        "unparseable_requested_limit",
+        "duplicate_exposure",
+        "unknown_buyer_id",
+        "buyer_rejected",
+        "current_limit_not_finite",
+        "current_limit_negative",
+        "requested_limit_not_finite",
+        "requested_limit_negative",
+        "invalid_currency",
+    ),
+}
+
+#: The rules that compare a date with ``observed_until``; they are left out while
+#: ``observed_until`` is being inferred (see ``validation.validate_tables``).
+OBSERVED_UNTIL_RULES: frozenset[str] = frozenset(
+    {"issue_after_observed_until", "paid_after_observed_until", "dispute_after_observed_until",
+     "event_after_observed_until"}
+)
+#: The rule of each table that keeps the first occurrence of a key and rejects the others.
+DUPLICATE_RULES: dict[str, str] = {
+    "buyers": "duplicate_buyer_id",
+    "invoices": "duplicate_invoice_id",
+    "exposures": "duplicate_exposure",
 }
 
 # ISO 3166-1 alpha-2: officially assigned codes, plus the user-assigned ranges (AA, QM-QZ,
@@ -134,6 +189,10 @@ COUNTRY_CODES: frozenset[str] = frozenset(_ISO_3166_ASSIGNED + _ISO_3166_USER_AS
 
 #: ISO 4217 codes are three upper-case Latin letters; the format is what is checked.
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+
+def is_optional_table(table: str) -> bool:
+    return table in OPTIONAL_TABLES
 
 
 def column_names(table: str) -> list[str]:
