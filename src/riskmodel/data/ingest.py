@@ -412,8 +412,6 @@ def build_book(
     ``n_buckets`` None: enough buckets for about ``bucket_invoices`` invoices each. Rejected
     rows go to ``rejects/<table>.parquet`` (values as read plus ``reason``). Raises
     :class:`ContractError` for problems of a file or column; nothing is written then."""
-    from riskmodel.provenance import fingerprint
-
     run_day = today or dt.date.today()
     if observed_until is not None:
         check_observed_until(observed_until, run_day)
@@ -441,47 +439,62 @@ def build_book(
         today_ts = pd.Timestamp(run_day)
         result = _run(stage, names, sources, mp, ou, today_ts, dups, out, n_buckets,
                       rejects, work, progress)
-        if observed_until is None:
-            if result[0].latest is None:
-                raise no_dates_error(sources["invoices"].source)
-            inferred = result[0].latest
-            if result[0].max_founded is not None and result[0].max_founded > inferred.year:
-                result[1].abort()
-                result = _run(stage, names, sources, mp, inferred, today_ts, dups, out,
-                              n_buckets, rejects, work, progress)
-            ou_date = inferred.date()
-        else:
+        try:
             ou_date = observed_until
-        done, writer, reject_tmp = result
-        for n in names:
-            check_wrong_types(sources[n].source, n, done.stats[n])
-        tables = {n: done.counts[n].summary(n) for n in names}
-        for n, t in tables.items():
-            if t["read"] != t["accepted"] + t["rejected"] or t["read"] != stage.read[n]:
-                raise RuntimeError(f"{sources[n].source}: {stage.read[n]} rows read but "
-                                   f"{t['accepted']}+{t['rejected']}")
-        report = {"contract_version": CONTRACT_VERSION, "observed_until": ou_date.isoformat(),
-                  "tables": tables}
-        manifest = Manifest(
-            contract_version=CONTRACT_VERSION,
-            observed_until=ou_date,
-            data_start=done.data_start.date() if done.data_start is not None else None,
-            n_buckets=n_buckets,
-            validated_on=run_day,
-            raw_fingerprint=fingerprint(raw_dir),
-            tables=tables,
-            columns={n: [c.name for c in TABLE_COLUMNS[n] if c.name in stage.columns[n]]
-                     for n in names},
-        )
-        for n in names:
-            writer.declare(n, arrow_schema(n))
-        writer.commit(manifest)
+            if observed_until is None:
+                if result[0].latest is None:
+                    raise no_dates_error(sources["invoices"].source)
+                inferred = result[0].latest
+                if result[0].max_founded is not None and result[0].max_founded > inferred.year:
+                    result[1].abort()
+                    result = _run(stage, names, sources, mp, inferred, today_ts, dups, out,
+                                  n_buckets, rejects, work, progress)
+                ou_date = inferred.date()
+            assert ou_date is not None
+            done, writer, reject_tmp = result
+            manifest, report = _finish(done, stage, names, sources, ou_date, run_day,
+                                       n_buckets, raw_dir)
+            for n in names:
+                writer.declare(n, arrow_schema(n))
+            writer.commit(manifest)
+        except BaseException:
+            result[1].abort()
+            raise
         if rejects is not None and reject_tmp is not None:
             _commit_rejects(reject_tmp, Path(rejects))
         return Built(manifest, report, out)
     finally:
         stage.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish(done: _Pass, stage: _Stage, names: list[str], sources: dict[str, _Source],
+            ou_date: dt.date, run_day: dt.date, n_buckets: int,
+            raw_dir: Path) -> tuple[Manifest, dict[str, Any]]:
+    """Whole-table checks on the totals, then the manifest and the report."""
+    from riskmodel.provenance import fingerprint
+
+    for n in names:
+        check_wrong_types(sources[n].source, n, done.stats[n])
+    tables = {n: done.counts[n].summary(n) for n in names}
+    for n, t in tables.items():
+        if t["read"] != t["accepted"] + t["rejected"] or t["read"] != stage.read[n]:
+            raise RuntimeError(f"{sources[n].source}: {stage.read[n]} rows read but "
+                               f"{t['accepted']}+{t['rejected']}")
+    report = {"contract_version": CONTRACT_VERSION, "observed_until": ou_date.isoformat(),
+              "tables": tables}
+    manifest = Manifest(
+        contract_version=CONTRACT_VERSION,
+        observed_until=ou_date,
+        data_start=done.data_start.date() if done.data_start is not None else None,
+        n_buckets=n_buckets,
+        validated_on=run_day,
+        raw_fingerprint=fingerprint(raw_dir),
+        tables=tables,
+        columns={n: [c.name for c in TABLE_COLUMNS[n] if c.name in stage.columns[n]]
+                 for n in names},
+    )
+    return manifest, report
 
 
 def _run(stage: _Stage, names: list[str], sources: dict[str, _Source], mp: Mapping,
