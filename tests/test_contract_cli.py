@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from contract_helpers import add_row, base_tables, write_dataset
+from contract_helpers import add_row, base_exposures, base_tables, write_dataset
 from riskmodel.cli import app
 from riskmodel.data.contract import TABLES
 
@@ -31,6 +31,7 @@ def broken_tables() -> dict[str, pd.DataFrame]:
 
 
 BROKEN_REPORT = {
+    "contract_version": "1.1",
     "observed_until": "2024-06-30",
     "tables": {
         "invoices": {"read": 7, "accepted": 5, "rejected": 2,
@@ -99,6 +100,7 @@ def test_clean_dataset_exits_0_with_exact_report(tmp_path: Path) -> None:
     res = validate(raw, "--report", report, "--rejects", rejects)
     assert res.exit_code == 0, res.output
     assert json.loads(report.read_text(encoding="utf-8")) == {
+        "contract_version": "1.1",
         "observed_until": "2024-06-30",
         "tables": {
             "invoices": {"read": 5, "accepted": 5, "rejected": 0, "reasons": {}},
@@ -174,6 +176,40 @@ def test_observed_until_option(tmp_path: Path) -> None:
     assert data["tables"]["events"]["reasons"] == {"event_after_observed_until": 1}
 
 
+def test_observed_until_after_the_day_of_the_run_exits_2(tmp_path: Path) -> None:
+    raw = write_dataset(tmp_path / "raw", base_tables())
+    res = validate(raw, "--observed-until", "2099-01-01", "--report", tmp_path / "r.json")
+    assert res.exit_code == 2, res.output
+    assert "observed_until: future date: 2099-01-01 is after the day of the run" in res.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_params_observed_until_after_the_day_of_the_run_exits_2(tmp_path: Path) -> None:
+    raw = write_dataset(tmp_path / "raw", base_tables())
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  observed_until: 2099-01-01\n", encoding="utf-8")
+    res = validate(raw, "--params", params, "--report", tmp_path / "r.json")
+    assert res.exit_code == 2, res.output
+    assert "2099-01-01" in res.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_exposures_are_reported_and_rejected_rows_written(tmp_path: Path) -> None:
+    tables = base_tables()
+    tables["exposures"] = base_exposures()
+    add_row(tables, "exposures", ref="x5", buyer_id="B9")
+    raw = write_dataset(tmp_path / "raw", tables)
+    report, rejects = tmp_path / "r.json", tmp_path / "rejects"
+    res = validate(raw, "--report", report, "--rejects", rejects, "--max-reject-rate", "0.5")
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["contract_version"] == "1.1"
+    assert data["tables"]["exposures"] == {
+        "read": 5, "accepted": 4, "rejected": 1, "reasons": {"unknown_buyer_id": 1}}
+    rejected = pd.read_parquet(rejects / "exposures.parquet")
+    assert rejected[["ref", "reason"]].values.tolist() == [["x5", "unknown_buyer_id"]]
+
+
 def test_observed_until_must_be_iso_date(tmp_path: Path) -> None:
     raw = write_dataset(tmp_path / "raw", base_tables())
     res = validate(raw, "--observed-until", "31.12.2024")
@@ -199,7 +235,7 @@ def test_max_reject_rate(tmp_path: Path, rate: str, code: int) -> None:
     res = validate(raw, "--max-reject-rate", rate)
     assert res.exit_code == code, res.output
     if code:
-        assert "rejected share above --max-reject-rate" in res.stderr
+        assert "rejected share above the limit" in res.stderr
         assert "events 33.33%" in res.stderr
 
 
@@ -226,7 +262,7 @@ def test_default_max_reject_rate_is_one_percent(tmp_path: Path) -> None:
     raw = write_dataset(tmp_path / "raw", tables)
     res = validate(raw)
     assert res.exit_code == 1
-    assert "above --max-reject-rate 1.00%: invoices 16.67%" in res.stderr
+    assert "rejected share above the limit 1.00%: invoices 16.67%" in res.stderr
 
 
 def test_reports_and_rejects_are_written_even_when_the_limit_fails(tmp_path: Path) -> None:
