@@ -33,7 +33,7 @@ from contract_helpers import (
     set_cell,
     write_dataset,
 )
-from riskmodel.data.contract import RULES, TABLES, load_dataset
+from riskmodel.data.contract import RULES, load_dataset
 
 Edit = Callable[[Tables], None]
 OU = BASE_OBSERVED_UNTIL
