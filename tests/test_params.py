@@ -210,3 +210,45 @@ def test_valid_master_scale_is_kept() -> None:
     assert (
         parse_params({"master_scale": {"upper_bounds": bounds}}).master_scale.upper_bounds == bounds
     )
+
+
+# --------------------------------------------------------------------------- dates
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("data:\n  observed_until: 2023-02-30\n", "'2023-02-30'"),  # no such day
+        ("data:\n  observed_until: 2023-13-01\n", "'2023-13-01'"),
+        ("data:\n  observed_until: last friday\n", "'last friday'"),
+        ("data:\n  observed_until: 31.12.2023\n", "'31.12.2023'"),
+        ("snapshots:\n  dates: [2021-12-31, 2022-02-29]\n", "'2022-02-29'"),
+    ],
+    ids=["feb-30", "month-13", "words", "german", "snapshot-feb-29"],
+)
+def test_a_bad_date_names_the_key_and_the_value(tmp_path: Path, text: str, value: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ParamsError) as exc:
+        load_params(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: ")
+    key = "data.observed_until" if "observed_until" in text else "snapshots.dates.1"
+    assert f"{key}: " in msg
+    assert f"(got {value})" in msg
+
+
+def test_good_dates_in_yaml_are_dates(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  observed_until: 2023-02-28\n"
+                    "snapshots:\n  dates: [2022-06-30, '2021-12-31']\n", encoding="utf-8")
+    prm = load_params(path)
+    assert prm.data.observed_until == D(2023, 2, 28)
+    assert prm.snapshots.dates == [D(2022, 6, 30), D(2021, 12, 31)]
+
+
+def test_observed_until_after_today_is_an_error() -> None:
+    with pytest.raises(ParamsError, match=r"data\.observed_until: .*2099-01-01 is after today"):
+        parse_params({"data": {"observed_until": "2099-01-01"}})
+    today = dt.date.today()
+    assert parse_params({"data": {"observed_until": today}}).data.observed_until == today

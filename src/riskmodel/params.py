@@ -1,7 +1,9 @@
 """``params.yaml``: one section per stage, validated once into a typed, strict object.
 
 Unknown keys are errors that name the key (``train.num_leavs: extra inputs are not
-permitted``), so a typo never silently falls back to a default.
+permitted``), so a typo never silently falls back to a default. A wrong value is an error that
+names the key and the value (``data.observed_until: ... (got '2023-02-30')``): dates are read
+from YAML as text and checked here, so an impossible date is a ``ParamsError`` like any other.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ class DataParams(_Strict):
     raw: str = "data/raw"
     observed_until: dt.date | None = None
     mapping: str | None = None
-    max_reject_rate: float = Field(0.01, ge=0, le=1)
+    max_reject_rate: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("observed_until")
+    @classmethod
+    def _not_in_the_future(cls, v: dt.date | None) -> dt.date | None:
+        today = dt.date.today()
+        if v is not None and v > today:
+            raise ValueError(f"{v.isoformat()} is after today ({today.isoformat()}): nothing "
+                             "after the day of the run can have been observed")
+        return v
 
 
 class BookParams(_Strict):
@@ -32,9 +43,9 @@ class BookParams(_Strict):
     memory follows the bucket size. ``memory_limit`` bounds DuckDB's sorts and joins (it
     spills to disk beyond it)."""
 
-    bucket_invoices: int = Field(1_000_000, gt=0)
-    buckets: int | None = Field(None, gt=0)
-    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    bucket_invoices: int = Field(default=1_000_000, gt=0)
+    buckets: int | None = Field(default=None, gt=0)
+    memory_limit: str = Field(default="2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class SnapshotParams(_Strict):
@@ -43,7 +54,7 @@ class SnapshotParams(_Strict):
 
     dates: list[dt.date] | None = None
     frequency: Literal["monthly", "quarterly"] | None = None
-    history_days: int = Field(365, ge=0)
+    history_days: int = Field(default=365, ge=0)
 
     @model_validator(mode="after")
     def _one_way(self) -> SnapshotParams:
@@ -63,13 +74,13 @@ class SnapshotParams(_Strict):
 
 
 class LabelParams(_Strict):
-    horizon_days: int = Field(365, gt=0)
-    dpd_threshold: int = Field(90, ge=0)
+    horizon_days: int = Field(default=365, gt=0)
+    dpd_threshold: int = Field(default=90, ge=0)
 
 
 class FeatureParams(_Strict):
     windows: list[int] = [90, 180, 365]
-    history_cap_days: int | None = Field(None, gt=0)
+    history_cap_days: int | None = Field(default=None, gt=0)
 
     @field_validator("windows")
     @classmethod
@@ -81,23 +92,23 @@ class FeatureParams(_Strict):
 
 class TrainParams(_Strict):
     objective: Literal["binary"] = "binary"
-    num_leaves: int = Field(4, ge=2)
-    max_depth: int = Field(2, ge=-1)
-    learning_rate: float = Field(0.05, gt=0)
-    n_estimators: int = Field(1200, gt=0)
-    early_stopping_rounds: int = Field(50, gt=0)
-    min_child_samples: int = Field(100, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    subsample_freq: int = Field(1, ge=0)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    reg_lambda: float = Field(1.0, ge=0)
+    num_leaves: int = Field(default=4, ge=2)
+    max_depth: int = Field(default=2, ge=-1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    n_estimators: int = Field(default=1200, gt=0)
+    early_stopping_rounds: int = Field(default=50, gt=0)
+    min_child_samples: int = Field(default=100, ge=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    subsample_freq: int = Field(default=1, ge=0)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    reg_lambda: float = Field(default=1.0, ge=0)
     class_weight: Literal["balanced"] | None = None
     seed: int = 42
-    test_dates: int = Field(2, ge=1)
-    validation_dates: int = Field(4, ge=1)
-    holdout_share: float = Field(0.2, gt=0, lt=0.5)
+    test_dates: int = Field(default=2, ge=1)
+    validation_dates: int = Field(default=4, ge=1)
+    holdout_share: float = Field(default=0.2, gt=0, lt=0.5)
     embargo: bool = True
-    num_threads: int = Field(1, ge=1)
+    num_threads: int = Field(default=1, ge=1)
     monotone: dict[str, Literal[1, -1]] = {}
     exclude_features: list[str] = []
 
@@ -122,9 +133,9 @@ class MasterScaleParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    ece_bins: int = Field(10, ge=2)
-    psi_bins: int = Field(10, ge=2)
-    asset_correlation: float = Field(0.12, ge=0, lt=1)
+    ece_bins: int = Field(default=10, ge=2)
+    psi_bins: int = Field(default=10, ge=2)
+    asset_correlation: float = Field(default=0.12, ge=0, lt=1)
 
 
 class PromoteParams(_Strict):
@@ -157,23 +168,42 @@ class ParamsError(ValueError):
     """params.yaml breaks the schema; the message names the key."""
 
 
+class _TextDatesLoader(yaml.SafeLoader):
+    """YAML's safe loader without its timestamp type: ``2023-02-30`` stays the text it is
+    (PyYAML would raise a bare ``ValueError`` building it), and pydantic checks the date."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_params(path: str | Path | None) -> Params:
     """Read ``params.yaml`` (or the defaults when ``path`` is None)."""
     if path is None:
         return Params()
     path = Path(path)
     try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextDatesLoader) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ParamsError(f"{path}: cannot read: {exc}") from exc
     return parse_params(raw, str(path))
 
 
+def _problem(err: Any) -> str:
+    text = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    value = err.get("input")
+    if isinstance(value, str | int | float | bool | dt.date) and err["type"] != "missing":
+        text += f" (got {value!r})"
+    return text
+
+
 def parse_params(raw: Any, source: str = "params") -> Params:
+    """Validate a parsed params mapping; every problem is named by its dotted key and, for a
+    single value, the value given."""
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ParamsError(f"{source}: {problems}") from exc
