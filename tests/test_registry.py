@@ -32,11 +32,14 @@ from riskmodel.registry import (
     ModelDirError,
     RegistryError,
     Store,
+    check_replaceable,
     log_evaluation,
     log_training,
     promote,
+    read_registration,
     save_pyfunc,
     tracking_uri,
+    write_registration,
 )
 
 NAME = "buyer-risk"
@@ -224,6 +227,8 @@ def test_save_pyfunc_refuses_a_folder_it_did_not_write(tmp_path: Path, strong: R
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ModelDirError, match="refusing to delete"):
+        check_replaceable(precious)  # the same answer before any training is done
     with pytest.raises(ModelDirError) as exc:
         save_pyfunc(strong, precious)
     message = str(exc.value)
@@ -264,6 +269,9 @@ def test_save_pyfunc_writes_new_empty_and_replaces_its_own(
     empty.mkdir()
     save_pyfunc(strong, empty)
     assert (empty / "MLmodel").is_file()
+    check_replaceable(empty)  # now a model directory: may be replaced
+    check_replaceable(tmp_path / "not_there")
+    assert not (tmp_path / "not_there").exists()
 
     # a model directory it wrote (with registry.json beside, as train adds) is replaced
     (new / "registry.json").write_text("{}")
@@ -351,6 +359,11 @@ def test_a_new_version_logs_its_run(project: Path, strong: RiskModel) -> None:
     assert run.data.metrics["test_auc"] == 0.9
     top = {a.path for a in client.list_artifacts(reg.run_id)}
     assert {"features.json", "model"} <= top
+    assert read_registration(project) is None
+    write_registration(project, reg)
+    assert read_registration(project) == {
+        "run_id": reg.run_id, "model_name": NAME, "version": "1", "new_version": True,
+        "model_sha256": client.get_model_version(NAME, "1").tags[HASH_TAG]}
     registered = load_registered_model(project, reg.version)
     rows = rows_for(strong, book(200, seed=5))
     assert np.array_equal(registered.predict(rows)["pd"].to_numpy(),
