@@ -493,3 +493,35 @@ def test_rules_that_need_the_buyers_say_so() -> None:
     tt, _ = _typed_invoices(["A"])
     with pytest.raises(ValueError, match="known_buyers is needed to check the rows of invoices"):
         split_table(tt, RuleContext(None))
+
+
+# --------------------------------------------------------------------------- synthetic world
+
+
+def test_synthetic_world_has_dispute_dates_that_meet_the_contract(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from riskmodel.data.synth import SynthConfig, write_world
+
+    kw = dict(n_buyers=400, start=dt.date(2021, 1, 1), end=dt.date(2022, 12, 31), seed=5,
+              chunk_buyers=200)
+    write_world(SynthConfig(**kw), tmp_path / "v11")
+    write_world(SynthConfig(**kw, dispute_dates=False), tmp_path / "v10")
+    result = load_dataset(str(tmp_path / "v11"))
+    assert all(not t.reasons for t in result.tables.values())
+    assert result.has_dispute_date
+    assert result.observed_until <= dt.date(2022, 12, 31)
+    inv = result.invoices
+    assert (inv["dispute_date"].notna() == inv["disputed"].astype(bool)).all()
+    assert inv["disputed"].sum() > 0
+    paid = inv["paid_date"].notna() & inv["dispute_date"].notna()
+    assert (inv.loc[paid, "dispute_date"] <= inv.loc[paid, "paid_date"]).all()
+    assert_accepted_meet_contract(result)
+    # the rest of the world is the same as without dispute dates
+    with_dates = pq.read_table(tmp_path / "v11" / "invoices")
+    without = pq.read_table(tmp_path / "v10" / "invoices")
+    assert "dispute_date" not in without.column_names
+    assert with_dates.drop(["dispute_date"]).equals(without)
+    for name in ("buyers.parquet", "events.parquet", "truth.parquet"):
+        assert (tmp_path / "v11" / name).read_bytes() == (tmp_path / "v10" / name).read_bytes()
+    assert not load_dataset(str(tmp_path / "v10")).has_dispute_date

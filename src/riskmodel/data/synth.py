@@ -17,7 +17,10 @@ The generative model (documented for users in ``docs/synthetic-data.md``):
 * Invoices arrive as a Poisson process whose rate grows with buyer size and falls with distress
   (buyers in trouble buy less) and with season; amounts grow with size; terms are 30 to 90
   days; days beyond terms rise as ``X`` falls, with buyer habits, noise, seasonality and
-  disputes. Firmographics are partly missing.
+  disputes. A disputed invoice has a ``dispute_date`` (contract 1.1), uniform between its issue
+  day and the day it is paid (or would have been; at the latest the last observed day or the
+  day before the buyer's default), drawn from a stream of its own so that every other value is
+  the same as without it. Firmographics are partly missing.
 
 Everything is vectorised over buyers and invoices, one block of buyers at a time, so memory is
 bounded by the block size whatever the number of buyers. The same seed and block size give
@@ -68,6 +71,8 @@ class SynthConfig:
     entrant_share: float = 0.35
     invoices_per_year: float = 14.0  # median for a median-size buyer
     extra: dict[str, float] = field(default_factory=dict)
+    #: write ``dispute_date`` (contract 1.1); False writes invoices as contract 1.0 did
+    dispute_dates: bool = True
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -243,6 +248,13 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
         return (start + days).astype("datetime64[D]")
 
     paid_dates = pa.array(dates(paid), mask=unpaid)
+    columns: dict[str, pa.Array] = {}
+    if cfg.dispute_dates:
+        # own stream (seed, block, 1): the draws above, and so every other value, are unchanged
+        drng = np.random.default_rng([cfg.seed, block, 1])
+        last = np.minimum(np.minimum(paid, cfg.n_days - 1), default_day[owner] - 1)
+        dispute = issue + np.floor(drng.random(m) * (last - issue + 1)).astype(np.int64)
+        columns["dispute_date"] = pa.array(dates(dispute), mask=~disputed)
     invoices = pa.table(
         {
             "invoice_id": inv_ids,
@@ -254,6 +266,7 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
             "currency": pa.array(CURRENCIES[cty][owner]),
             "paid_date": paid_dates,
             "disputed": pa.array(disputed),
+            **columns,
         }
     )
 
