@@ -8,21 +8,31 @@ Payments known at A: i1 paid 2024-02-10 (141 days back, 10 days beyond terms) an
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from riskmodel.features import FeatureConfig, build_features, feature_names
-from worlds import d
+from riskmodel.params import load_params
+from worlds import d, dataset
 
 A = d("2024-06-30")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def features(invoices: pd.DataFrame, buyers: pd.DataFrame, events: pd.DataFrame,
+             as_of: list[dt.date], cfg: FeatureConfig | None = None) -> pd.DataFrame:
+    """The feature engine on validated frames: the one place this file calls it."""
+    return build_features(invoices, buyers, events, as_of, cfg)
 
 
 @pytest.fixture(scope="module")
 def feats(three_buyers) -> pd.DataFrame:
-    f = build_features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A])
+    f = features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A])
     return f.set_index("buyer_id")
 
 
@@ -64,6 +74,7 @@ B1_EXPECTED = {
     "age_years": 24, "log_revenue": math.log(1 + 1e6), "log_employees": math.log(51),
     "industry": "C", "country": "DE",
     "dbt_vs_industry": 0.0,  # B1 is the only buyer of C with a DBT at A: it is the median
+    "dbt_vs_country": 0.0,  # ... and the only one of DE (B3 has no DBT in the year)
 }
 
 B2_EXPECTED = {
@@ -76,7 +87,7 @@ B2_EXPECTED = {
     "open_to_invoiced_12m": 1.0, "days_since_last_invoice": 29, "history_days": 29,
     "distinct_suppliers_365": 1, "disputed_share_365": 0.0,
     "age_years": math.nan, "log_revenue": math.nan, "log_employees": math.nan,
-    "industry": "C", "country": "FR", "dbt_vs_industry": math.nan,
+    "industry": "C", "country": "FR", "dbt_vs_industry": math.nan, "dbt_vs_country": math.nan,
 }
 
 B3_EXPECTED = {
@@ -132,22 +143,33 @@ def test_remaining_b1_window_features(feats):
 
 def test_inputs_are_not_mutated(three_buyers):
     before = three_buyers.invoices.copy()
-    build_features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A])
+    features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A])
     pd.testing.assert_frame_equal(three_buyers.invoices, before)
 
 
-def test_chunking_does_not_change_features(three_buyers):
-    one = build_features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A])
-    many = build_features(three_buyers.invoices, three_buyers.buyers, three_buyers.events, [A],
-                          FeatureConfig(chunk_invoices=2))
-    pd.testing.assert_frame_equal(one, many)
+def test_a_buyers_features_depend_on_its_own_rows_only(three_buyers):
+    """Each buyer featurised alone (its own invoices and events) gets the values it gets in
+    the whole book, except the peer columns, which compare it with the other buyers. (The
+    data start, which censors year-on-year features, is the book's, given explicitly: by
+    default it is the first issue date of the invoices given.)"""
+    inv, ev = three_buyers.invoices, three_buyers.events
+    cfg = FeatureConfig(data_start=d("2023-01-01"))
+    whole = features(inv, three_buyers.buyers, ev, [A], cfg).set_index("buyer_id")
+    peers = [c for c in whole.columns if c.startswith(("dbt_vs_",))]
+    assert peers  # dbt_vs_industry at least
+    for buyer in whole.index:
+        alone = features(inv[inv["buyer_id"] == buyer].reset_index(drop=True),
+                         three_buyers.buyers, ev[ev["buyer_id"] == buyer].reset_index(drop=True),
+                         [A], cfg).set_index("buyer_id")
+        pd.testing.assert_series_equal(alone.loc[buyer].drop(peers),
+                                       whole.loc[buyer].drop(peers), check_names=False)
 
 
 def test_unknown_buyer_is_an_error(three_buyers):
     inv = three_buyers.invoices.copy()
     inv.loc[0, "buyer_id"] = "NOPE"
     with pytest.raises(ValueError, match="buyer_id 'NOPE' is not in the buyers table"):
-        build_features(inv, three_buyers.buyers, three_buyers.events, [A])
+        features(inv, three_buyers.buyers, three_buyers.events, [A])
 
 
 def test_paydex_scale_points():
@@ -159,13 +181,11 @@ def test_paydex_scale_points():
 
 def test_history_but_nothing_recent_is_zero_not_missing():
     """A buyer whose only invoice was paid two years before A: counts and amounts are 0."""
-    from worlds import dataset
-
     data = dataset(
         [dict(invoice_id="i1", buyer_id="B1", supplier_id="S1", issue_date="2020-01-01",
               due_date="2020-01-31", paid_date="2020-02-10", amount=100.0)],
         [dict(buyer_id="B1", country="DE", industry="C")], [], d("2022-06-30"))
-    row = build_features(data.invoices, data.buyers, data.events, [d("2022-06-30")]).iloc[0]
+    row = features(data.invoices, data.buyers, data.events, [d("2022-06-30")]).iloc[0]
     assert row["history_days"] == 911
     for name in ("invoice_count_90", "invoice_amount_365", "open_amount", "overdue_90p",
                  "distinct_suppliers_365"):
@@ -174,3 +194,32 @@ def test_history_but_nothing_recent_is_zero_not_missing():
                  "oldest_open_dpd", "disputed_share_365"):
         assert pd.isna(row[name]), name
     assert row["days_since_last_invoice"] == 911
+
+
+# --------------------------------------------------------------------------- history cap
+
+
+def test_history_days_is_capped_at_the_production_setting():
+    """params.yaml caps history_days (features.history_cap_days): a buyer whose first invoice
+    is longer ago than the cap has history_days == cap, one with a shorter history its exact
+    day count. Each buyer has one invoice, issued ``back`` days before A."""
+    cap = load_params(REPO / "params.yaml").features.history_cap_days
+    assert cap == 365
+    backs = {"LONG": cap + 135, "CAP_PLUS_1": cap + 1, "AT_CAP": cap, "CAP_MINUS_1": cap - 1,
+             "SHORT": 200, "TODAY": 0}
+    data = dataset(
+        [dict(invoice_id=f"i-{b}", buyer_id=b, supplier_id="S1",
+              issue_date=A - dt.timedelta(days=back),
+              due_date=A - dt.timedelta(days=back) + dt.timedelta(days=30),
+              paid_date=None, amount=100.0) for b, back in backs.items()],
+        [dict(buyer_id=b, country="DE", industry="C") for b in backs], [], A)
+    capped = features(data.invoices, data.buyers, data.events, [A],
+                      FeatureConfig(history_cap_days=cap)).set_index("buyer_id")
+    expected = {"LONG": cap, "CAP_PLUS_1": cap, "AT_CAP": cap, "CAP_MINUS_1": cap - 1,
+                "SHORT": 200, "TODAY": 0}
+    assert capped["history_days"].to_dict() == expected
+    # the cap touches history_days only: the same invoices are days_since_last_invoice back
+    assert capped["days_since_last_invoice"].to_dict() == backs
+    # without a cap, history_days is the full day count
+    uncapped = features(data.invoices, data.buyers, data.events, [A]).set_index("buyer_id")
+    assert uncapped["history_days"].to_dict() == backs
