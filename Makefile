@@ -13,11 +13,11 @@ $(BIN)/activate:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install --progress-bar on -e .
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,6 +35,7 @@ typecheck: $(VENV)/.dev-installed
 
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench pipelines
+	$(BIN)/mypy src/riskmodel
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from riskmodel.cli import app
 from riskmodel.features import FeatureConfig, feature_names
 from riskmodel.modeling.model import FILES, load_model_dir
+from riskmodel.pipeline import read_features, read_labels
 from training_helpers import write_params
 
 pytestmark = pytest.mark.slow
@@ -60,10 +61,22 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
         workdir / "params.yaml", promote={"min_auc": 0.6, "max_ece": 0.05, "max_score_psi": 1.0}
     )
     feats, labs = Path("data/features.parquet"), Path("data/labels.parquet")
+    book = Path("data/book")
 
-    res = cli("features", raw, "--params", params, "--out", feats)
+    res = cli("validate", raw, "--params", params, "--out", book, "--rejects", "data/rejects",
+              "--report", "data/validation.json")
     assert res.exit_code == 0, res.output
-    frame = pd.read_parquet(workdir / feats)
+    manifest = json.loads((workdir / book / "manifest.json").read_text())
+    report = json.loads((workdir / "data/validation.json").read_text())
+    assert manifest["observed_until"] == report["observed_until"] == OBSERVED
+    assert manifest["tables"] == report["tables"]
+    assert report["tables"]["buyers"]["accepted"] == 1500
+    assert (workdir / "data/rejects/invoices.parquet").exists()
+
+    res = cli("features", book, "--params", params, "--out", feats)
+    assert res.exit_code == 0, res.output
+    frame = read_features(workdir / feats)
+    assert (workdir / "data/features.peers.parquet").exists()
     assert list(frame.columns) == ["buyer_id", "as_of", "status", *feature_names(FeatureConfig())]
     assert frame["as_of"].dt.date.astype(str).min() == "2020-12-31"
     assert frame["as_of"].dt.date.astype(str).max() == OBSERVED
@@ -72,9 +85,9 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     assert not frame.duplicated(["buyer_id", "as_of"]).any()
     assert f"wrote {len(frame):,} rows" in res.stdout
 
-    res = cli("labels", raw, "--params", params, "--out", labs)
+    res = cli("labels", book, "--params", params, "--out", labs)
     assert res.exit_code == 0, res.output
-    lab = pd.read_parquet(workdir / labs)
+    lab = read_labels(workdir / labs)
     assert list(lab.columns) == ["buyer_id", "as_of", "in_default", "bad"]
     assert len(lab) == len(frame)
     labelled = lab[lab["bad"].notna()]
@@ -84,10 +97,10 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
 
     model_dir = Path("models/buyer-risk")
     res = cli(
-        "train", raw, "--params", params, "--features", feats, "--labels", labs, "--out", model_dir
+        "train", book, "--params", params, "--features", feats, "--labels", labs, "--out", model_dir
     )
     assert res.exit_code == 0, res.output
-    assert "registered buyer-risk version 1 as challenger" in res.stdout
+    assert "registered buyer-risk version 1, alias challenger" in res.stdout
     m = workdir / model_dir
     assert (m / "MLmodel").exists()
     assert "python_function" in (m / "MLmodel").read_text()
@@ -96,11 +109,12 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     training = json.loads((m / "artifacts" / "riskmodel" / "training.json").read_text())
     assert training["split"]["kind"] == "out_of_time"
     assert training["split"]["dates"]["test"] == ["2022-09-30", "2022-12-31"]
+    assert training["raw_fingerprint"] == manifest["raw_fingerprint"]
     assert len(training["raw_fingerprint"]) == 64
     registry = json.loads((m / "registry.json").read_text())
     assert registry["model_name"] == "buyer-risk" and registry["version"] == "1"
     assert (workdir / "mlflow.db").exists()
-    assert (workdir / "mlartifacts").is_dir()  # the local store's artifacts, in the cwd
+    assert (workdir / "mlartifacts").is_dir()  # the store's artifacts, beside params.yaml
     model = load_model_dir(m)
     pred = model.predict(frame.head(100))
     assert list(pred.columns) == ["pd", "grade", "margin"]
@@ -165,7 +179,8 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     roc = pd.read_csv(reports / "roc.csv")
     assert roc["fpr"].is_monotonic_increasing and roc["tpr"].is_monotonic_increasing
 
-    res = cli("promote", "--params", params, "--out", "reports/promotion.json")
+    res = cli("promote", "--params", params, "--out", "reports/promotion.json", "--model",
+              model_dir, "--features", feats, "--labels", labs)
     assert res.exit_code == 0, res.output
     assert "buyer-risk version 1 is the champion" in res.stdout
     decision = json.loads((reports / "promotion.json").read_text())
@@ -190,14 +205,34 @@ def test_train_from_raw_without_features(raw: Path, workdir: Path) -> None:
     assert not (workdir / "mlflow.db").exists()
 
 
-def test_promote_without_a_challenger_fails_the_gate(workdir: Path) -> None:
+def test_promote_without_a_registered_model_exits_2(workdir: Path) -> None:
     params = write_params(workdir / "params.yaml")
     res = cli("promote", "--params", params, "--out", "p.json")
-    assert res.exit_code == 0, res.output
-    assert "FAIL  challenger exists" in res.stdout
-    assert json.loads((workdir / "p.json").read_text())["promoted"] is False
-    res = cli("promote", "--params", params, "--strict")
-    assert res.exit_code == 1
+    assert res.exit_code == 2, res.output
+    assert "buyer-risk" in res.stderr and "train" in res.stderr
+    assert not (workdir / "p.json").exists()
+
+
+def test_train_with_a_missing_data_folder_exits_2_before_any_work(workdir: Path) -> None:
+    res = cli("train", "no/such/raw", "--out", "m", "--no-register")
+    assert res.exit_code == 2, res.output
+    assert "no/such/raw" in res.stderr
+    assert not (workdir / "m").exists()
+
+
+def test_evaluate_with_a_missing_truth_file_exits_2(raw: Path, workdir: Path) -> None:
+    res = cli("evaluate", "m", "--features", "f.parquet", "--labels", "l.parquet", "--truth",
+              "nosuch/truth.parquet")
+    assert res.exit_code == 2, res.output
+    assert "nosuch/truth.parquet" in res.stderr
+
+
+def test_train_refuses_to_replace_a_folder_it_did_not_write(raw: Path, workdir: Path) -> None:
+    (workdir / "m").mkdir()
+    (workdir / "m" / "notes.txt").write_text("keep me")
+    res = cli("train", raw, "--out", "m", "--no-register")
+    assert res.exit_code == 2, res.output
+    assert (workdir / "m" / "notes.txt").read_text() == "keep me"
 
 
 # --------------------------------------------------------------------------- exit 2
@@ -207,7 +242,7 @@ def test_promote_without_a_challenger_fails_the_gate(workdir: Path) -> None:
 def test_as_of_after_observed_until_exits_2(raw: Path, workdir: Path, command: str) -> None:
     res = cli(command, raw, "--as-of", "2023-06-30,2024-03-31", "--out", "x.parquet")
     assert res.exit_code == 2, res.output
-    assert "--as-of 2024-03-31 is after observed_until 2023-12-31" in res.stderr
+    assert "as-of date 2024-03-31 is after observed_until 2023-12-31" in res.stderr
     assert not (workdir / "x.parquet").exists()
 
 
