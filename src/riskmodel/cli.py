@@ -316,7 +316,8 @@ def evaluate(
     from riskmodel.reporting import print_evaluation
 
     prm = _params(params)
-    with _stage():
+    with _stage() as tick:
+        tick("evaluate", 0, 1)
         res = pipeline.evaluate(model_dir, features_path, labels_path, prm, out_dir=out_dir,
                                 metrics_path=metrics_path, truth=truth, log=log,
                                 project_dir=_project_dir(params))

@@ -445,6 +445,7 @@ def train(
     if (features_path is None) != (labels_path is None):
         raise PipelineError("give both --features and --labels, or neither")
     fp = raw_fingerprint(data)
+    steps = 4 if register else 3
     if features_path is not None and labels_path is not None:
         feats, labs = read_features(features_path), read_labels(labels_path)
     else:
@@ -453,16 +454,19 @@ def train(
             f = features(book, Path(tmp) / "features.parquet", params, progress=progress)
             lab = labels(book, Path(tmp) / "labels.parquet", params, progress=progress)
             feats, labs = read_features(f.path), read_labels(lab.path)
+    _tick(progress, "train", 1, steps)
     try:
         result = train_model(feats, labs, params)
     except TrainingError as exc:
         raise PipelineError(str(exc)) from exc
+    _tick(progress, "train", 2, steps)
     meta = result.metadata()
     meta["raw_fingerprint"] = fp
     try:
         save_pyfunc(result.model, out, {"training.json": meta})
     except ModelDirError as exc:
         raise PipelineError(str(exc)) from exc
+    _tick(progress, "train", 3, steps)
     reg = None
     if register:
         reg = log_training(
@@ -483,6 +487,7 @@ def train(
             project_dir=project_dir,
         )
         write_registration(out, reg)
+        _tick(progress, "train", 4, steps)
     return TrainStageResult(out, meta, reg)
 
 
