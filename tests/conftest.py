@@ -23,9 +23,11 @@ def three_buyers() -> ValidationResult:
         dict(invoice_id="i1", buyer_id="B1", supplier_id="S1", issue_date="2024-01-01",
              due_date="2024-01-31", paid_date="2024-02-10", amount=1000.0, disputed=False),
         dict(invoice_id="i2", buyer_id="B1", supplier_id="S2", issue_date="2024-04-01",
-             due_date="2024-05-01", paid_date="2024-05-31", amount=2000.0, disputed=True),
+             due_date="2024-05-01", paid_date="2024-05-31", amount=2000.0, disputed=True,
+             dispute_date="2024-05-20"),
         dict(invoice_id="i3", buyer_id="B1", supplier_id="S1", issue_date="2024-05-15",
-             due_date="2024-06-14", paid_date=None, amount=500.0, disputed=False),
+             due_date="2024-06-14", paid_date=None, amount=500.0, disputed=True,
+             dispute_date="2024-07-10"),  # disputed only after A: does not count at A
         dict(invoice_id="i4", buyer_id="B1", supplier_id="S1", issue_date="2023-05-01",
              due_date="2023-05-31", paid_date="2023-05-21", amount=400.0, disputed=False),
         dict(invoice_id="i5", buyer_id="B1", supplier_id="S3", issue_date="2024-06-20",
