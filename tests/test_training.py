@@ -423,13 +423,6 @@ def test_unseen_category_scores_like_missing(model: RiskModel, sample: pd.DataFr
 
 
 @slow
-def test_isotonic_calibration_matches_the_validation_bad_rate(trained: TrainResult) -> None:
-    valid = trained.split.valid
-    pred = trained.model.predict(valid.drop(columns=[TARGET, "in_default"]))
-    assert pred["pd"].mean() == pytest.approx(valid[TARGET].astype(float).mean(), abs=1e-3)
-
-
-@slow
 def test_save_and_load_give_the_same_predictions(
     tmp_path, model: RiskModel, sample: pd.DataFrame
 ) -> None:

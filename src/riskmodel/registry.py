@@ -18,10 +18,12 @@ write into ``MLFLOW_TRACKING_URI`` of the process, so that the next call with an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +104,11 @@ def _local_store(uri: str) -> bool:
 
 
 def _quiet() -> None:
-    """No artifact progress bars in batch logs (set when used, never at import)."""
+    """No artifact progress bars and no database set-up lines in batch logs (set when used,
+    never at import): a user can act on none of them."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def ensure_experiment(name: str, *, project_dir: str | Path | None = None) -> str:
@@ -190,10 +195,14 @@ def _write_pyfunc(model: RiskModel, path: Path, extra_files: Mapping[str, Any]) 
         model.save(files)
         for name, data in extra_files.items():
             (files / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        mlflow.pyfunc.save_model(
-            path=str(path), python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
-            signature=signature(model), pip_requirements=_requirements(),
-        )
+        with warnings.catch_warnings():
+            # the signature is given explicitly, so MLflow's advice to add an input example
+            # (printed with raw colour codes) says nothing a user could act on
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            mlflow.pyfunc.save_model(
+                path=str(path), python_model=_MODEL_CODE, artifacts={ARTIFACT_KEY: str(files)},
+                signature=signature(model), pip_requirements=_requirements(),
+            )
 
 
 def save_pyfunc(model: RiskModel, path: str | Path,
