@@ -240,7 +240,12 @@ def features(
     peer context is computed from the whole book (or read from ``peers``, the context file of
     an earlier run), and one DuckDB query joins them and sorts the rows out of core.
     """
-    from riskmodel.features.engine import bucket_features, feature_names, peer_context
+    from riskmodel.features.engine import (
+        INVOICE_COLUMNS,
+        bucket_features,
+        feature_names,
+        peer_context,
+    )
     when = as_of_dates(book, params, dates)
     cfg = feature_config(params, book)
     out = Path(out)
@@ -258,7 +263,7 @@ def features(
         part_path = Path(tmp) / "parts.parquet"
         writer: pq.ParquetWriter | None = None
         for i, k in enumerate(todo):
-            bucket = book.bucket(k)
+            bucket = book.bucket(k, INVOICE_COLUMNS)
             table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
             if need_all:
                 bases.append(table.select(base_cols))

@@ -330,9 +330,10 @@ class Book:
             raise BookError(f"{path}: missing; the book is incomplete (validate again)")
         return pq.read_table(path, columns=list(columns) if columns is not None else None)
 
-    def bucket(self, k: int) -> Bucket:
+    def bucket(self, k: int, invoice_columns: Sequence[str] | None = None) -> Bucket:
+        """Bucket ``k`` (only ``invoice_columns`` of the invoices, when given)."""
         exposures = self.read("exposures", k) if (self.path / "exposures").is_dir() else None
-        return Bucket(k, self.read("invoices", k), self.read("buyers", k),
+        return Bucket(k, self.read("invoices", k, invoice_columns), self.read("buyers", k),
                       self.read("events", k), exposures)
 
     def buckets(self, only: Iterable[int] | None = None) -> Iterator[Bucket]:

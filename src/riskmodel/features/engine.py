@@ -34,6 +34,9 @@ from riskmodel.features.labels import as_of_table, status_table
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
 CATEGORICAL = ("industry", "country")
+#: the invoice columns the engine reads
+INVOICE_COLUMNS = ("buyer_id", "supplier_id", "issue_date", "due_date", "paid_date", "amount",
+                   "dispute_date")
 #: peer columns: the buyer's peer base feature minus the book's median of it over the
 #: buyers of the same dimension value at the same as-of date (the frozen peer context)
 PEER_COLUMNS = {"dbt_vs_industry": "industry", "dbt_vs_country": "country"}
