@@ -63,15 +63,25 @@ def bucket_sql(column: str, n_buckets: int) -> str:
 
 
 def buckets_of(ids: pa.Array | pa.ChunkedArray, n_buckets: int) -> np.ndarray:
-    """Buckets of many ids at once (vectorised in DuckDB); null ids get bucket 0."""
+    """Buckets of many ids at once; null ids get bucket 0. Each distinct id is hashed once
+    (in DuckDB), so a column of invoices costs one hash per buyer, not per invoice."""
+    enc = pc.dictionary_encode(ids)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks else pa.array(
+            [], pa.dictionary(pa.int32(), pa.string()))
     con = duckdb.connect(config={"threads": 1})
     try:
-        con.register("ids", pa.table({"id": ids}))
-        out = con.sql(f"SELECT coalesce({bucket_sql('id', n_buckets)}, 0)::INTEGER AS b "
-                      "FROM ids").fetchnumpy()["b"]
+        con.register("ids", pa.table({"id": enc.dictionary.cast(pa.string())}))
+        per_id = con.sql(f"SELECT {bucket_sql('id', n_buckets)}::INTEGER AS b "
+                         "FROM ids").fetchnumpy()["b"]
     finally:
         con.close()
-    return np.asarray(out, dtype=np.int32)
+    per_id = np.asarray(per_id, dtype=np.int32)
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    valid = ~np.isnan(idx) if idx.dtype.kind == "f" else np.ones(len(idx), dtype=bool)
+    out = np.zeros(len(idx), dtype=np.int32)
+    out[valid] = per_id[idx[valid].astype(np.int64)]
+    return out
 
 
 def choose_buckets(n_invoices: int, bucket_invoices: int) -> int:
@@ -101,8 +111,7 @@ def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
             arrays.append(pa.array(values.astype("datetime64[D]"), type=pa.date32(),
                                    from_pandas=True))
         elif pa.types.is_string(f.type):
-            arrays.append(pa.array(col.astype(object).where(col.notna(), None).to_numpy(
-                dtype=object), type=pa.string()))
+            arrays.append(pa.array(col, type=pa.string(), from_pandas=True))
         elif pa.types.is_int64(f.type):
             arrays.append(pa.array(col.astype("Int64"), type=pa.int64(), from_pandas=True))
         elif pa.types.is_boolean(f.type):
@@ -221,13 +230,21 @@ class BookWriter:
         for s, e in zip(starts, ends, strict=True):
             self._writer(table, int(sorted_b[s])).write_table(rows.slice(s, e - s))
 
+    def write_bucket(self, table: str, bucket: int, rows: pa.Table) -> None:
+        """Append rows that all belong to ``bucket`` (the caller has bucketed them)."""
+        schema = self._schemas.setdefault(table, rows.schema)
+        if not rows.schema.equals(schema):
+            rows = rows.select(schema.names).cast(schema)
+        if rows.num_rows:
+            self._writer(table, bucket).write_table(rows)
+
     def _writer(self, table: str, bucket: int) -> pq.ParquetWriter:
         key = (table, bucket)
         if key not in self._writers:
             path = _part(self.tmp, table, bucket)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._writers[key] = pq.ParquetWriter(path, self._schemas[table],
-                                                  compression="zstd")
+                                                  compression="zstd", compression_level=1)
         return self._writers[key]
 
     def declare(self, table: str, schema: pa.Schema) -> None:

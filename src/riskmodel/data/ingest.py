@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskmodel.data.book import (
@@ -139,8 +140,9 @@ def _sources(raw_dir: Path, mapping: Mapping) -> dict[str, _Source]:
     return out
 
 
-def _batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """The file's rows in batches, as the in-memory reader would type them (CSV as text)."""
+def _batches(path: Path, rows: int) -> Iterator[pd.DataFrame | pa.Table]:
+    """The file's rows in batches: Parquet as Arrow tables, CSV as pandas text (as the
+    in-memory reader reads them)."""
     if path.is_file() and path.stat().st_size == 0:
         raise ContractError(str(path), "empty file", "the file has 0 bytes")
     try:
@@ -161,14 +163,14 @@ def _batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise ContractError(str(path), "unreadable file", str(exc).splitlines()[0]) from exc
 
 
-def _parquet_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def _parquet_batches(path: Path, rows: int) -> Iterator[pa.Table]:
     pf = pq.ParquetFile(path)
     seen = False
     for batch in pf.iter_batches(batch_size=rows):
         seen = True
-        yield batch.to_pandas(date_as_object=False)
+        yield pa.Table.from_batches([batch])
     if not seen:
-        yield pf.schema_arrow.empty_table().to_pandas(date_as_object=False)
+        yield pf.schema_arrow.empty_table()
 
 
 def _csv_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
@@ -198,21 +200,52 @@ def _mapped(src: _Source, frame: pd.DataFrame, mapping: Mapping) -> pd.DataFrame
     return mapped
 
 
-def _check_columns(frame: pd.DataFrame, name: str, source: str) -> None:
+def _check_columns(columns: list[str], name: str, source: str) -> None:
     for spec in TABLE_COLUMNS[name]:
-        if spec.required and spec.name not in frame.columns:
+        if spec.required and spec.name not in columns:
             raise ContractError(
                 source, "missing required column",
-                f"table {name} needs column {spec.name!r}; found {list(frame.columns)}",
+                f"table {name} needs column {spec.name!r}; found {list(columns)}",
                 column=spec.name, fix="rename it in the export or map it with --mapping")
 
 
-def _typed_ids(series: pd.Series, source: str) -> pa.Array:
+def _typed_ids(column: pa.ChunkedArray | pa.Array, source: str) -> pa.Array:
     """An id column typed as the contract types it (blank -> null), as Arrow text."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = column.cast(pa.string())  # text: the typed id is the text itself
+        blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+        out = pc.if_else(pc.fill_null(blank, False), pa.scalar(None, pa.string()), text)
+        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    series = column.to_pandas()
     typed = type_table(RawTable("buyers", source, pd.DataFrame({"buyer_id": series})),
                        strict=False).typed["buyer_id"]
     return pa.array(typed.astype(object).where(typed.notna(), None).to_numpy(dtype=object),
                     type=pa.string())
+
+
+def _cast(rows: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
+    """A later batch in the schema of the first (parts of one table must agree)."""
+    if set(rows.column_names) != set(schema.names):
+        raise ContractError(source, "unreadable file",
+                            f"the columns change between parts: {sorted(rows.column_names)} "
+                            f"after {sorted(schema.names)}")
+    try:
+        return rows.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ContractError(source, "unreadable file",
+                            f"the column types change between parts: {exc}") from exc
+
+
+def _identity(mapping: Mapping, table: str) -> bool:
+    """The mapping leaves this table as read (no renames, constants, recodes, derivation)."""
+    tm = mapping.for_table(table)
+    return not (tm.columns or tm.constants or tm.values or tm.derive_from)
+
+
+def _contract_order(rows: pa.Table, table: str) -> pa.Table:
+    """Contract columns first, in contract order, then the others (as the mapping does)."""
+    names = [c.name for c in TABLE_COLUMNS[table] if c.name in rows.column_names]
+    return rows.select(names + [c for c in rows.column_names if c not in names])
 
 
 def _arrow_batch(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
@@ -234,45 +267,63 @@ def _arrow_batch(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
 # --------------------------------------------------------------------------- staging
 
 
+def _key_buckets(keys: pa.Array) -> np.ndarray:
+    """A transient partition of invoice ids for the duplicate check (DuckDB's own hash is
+    fine here: it is never stored, only used within this run)."""
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.register("k", pa.table({"key": keys}))
+        out = con.sql(f"SELECT (hash(key) % {KEY_BUCKETS})::INTEGER AS b FROM k"
+                      ).fetchnumpy()["b"]
+    finally:
+        con.close()
+    return np.asarray(out, dtype=np.int32)
+
+
 class _Stage:
     """Pass 1: raw rows by bucket, and typed invoice ids by key bucket."""
 
     def __init__(self, root: Path, n_buckets: int) -> None:
         self.root = root
         self.n_buckets = n_buckets
-        self.writers: dict[tuple[str, int], pq.ParquetWriter] = {}
+        self.writers: dict[tuple[str, int], pa.ipc.RecordBatchFileWriter] = {}
         self.schemas: dict[str, pa.Schema] = {}
         self.read: dict[str, int] = {}
         self.columns: dict[str, list[str]] = {}
 
     def path(self, table: str, bucket: int) -> Path:
-        return self.root / table / f"{bucket}.parquet"
+        return self.root / table / f"{bucket}.arrow"
 
     def _write(self, table: str, bucket: int, rows: pa.Table) -> None:
         key = (table, bucket)
         if key not in self.writers:
             p = self.path(table, bucket)
             p.parent.mkdir(parents=True, exist_ok=True)
-            self.writers[key] = pq.ParquetWriter(p, rows.schema)
+            # Arrow IPC, uncompressed: staging is written and read once, locally
+            self.writers[key] = pa.ipc.new_file(p, rows.schema)
         self.writers[key].write_table(rows)
 
-    def add(self, table: str, frame: pd.DataFrame, source: str) -> None:
-        """Append a mapped batch: each row to its buyer's bucket, with its input position."""
+    def add(self, table: str, batch: pd.DataFrame | pa.Table, source: str) -> None:
+        """Append a mapped batch (pandas, or Arrow as read when the mapping changes
+        nothing): each row to its buyer's bucket, with its input position."""
+        if isinstance(batch, pd.DataFrame):
+            rows = _arrow_batch(batch, self.schemas.get(table))
+        else:
+            rows = batch if table not in self.schemas else _cast(batch, self.schemas[table],
+                                                                  source)
         start = self.read.get(table, 0)
-        n = len(frame)
+        n = rows.num_rows
         self.read[table] = start + n
-        self.columns.setdefault(table, [str(c) for c in frame.columns])
-        rows = _arrow_batch(frame, self.schemas.get(table))
+        self.columns.setdefault(table, list(rows.column_names))
         self.schemas.setdefault(table, rows.schema)  # as read, without the position
         if n == 0:
             return
-        bucket = buckets_of(_typed_ids(frame["buyer_id"], source), self.n_buckets)
+        bucket = buckets_of(_typed_ids(rows["buyer_id"], source), self.n_buckets)
         rows = rows.append_column(SEQ, pa.array(np.arange(start, start + n, dtype=np.int64)))
         self._split(table, rows, bucket)
         if table == "invoices":
-            keys = _typed_ids(frame["invoice_id"], source)
-            self._split("_keys", pa.table({"key": keys, SEQ: rows[SEQ]}),
-                        buckets_of(keys, KEY_BUCKETS))
+            keys = _typed_ids(rows["invoice_id"], source)
+            self._split("_keys", pa.table({"key": keys, SEQ: rows[SEQ]}), _key_buckets(keys))
 
     def _split(self, table: str, rows: pa.Table, bucket: np.ndarray) -> None:
         order = np.argsort(bucket, kind="stable")
@@ -287,12 +338,21 @@ class _Stage:
             w.close()
         self.writers.clear()
 
+    def keys(self, bucket: int) -> pa.Table | None:
+        p = self.path("_keys", bucket)
+        if not p.exists():
+            return None
+        with pa.memory_map(str(p)) as source:
+            return pa.ipc.open_file(source).read_all()
+
     def frame(self, table: str, bucket: int) -> pd.DataFrame:
         p = self.path(table, bucket)
         if not p.exists():
             empty = self.schemas[table].append(pa.field(SEQ, pa.int64())).empty_table()
             return empty.to_pandas(date_as_object=False)
-        return pq.read_table(p).to_pandas(date_as_object=False)
+        with pa.memory_map(str(p)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        return table.to_pandas(date_as_object=False)
 
     def duplicate_seqs(self, memory_limit: str, tmp: Path) -> np.ndarray:
         """Positions of invoice rows whose id occurred earlier in the input."""
@@ -301,11 +361,12 @@ class _Stage:
                                      "temp_directory": str(tmp)})
         try:
             for k in range(KEY_BUCKETS):
-                p = self.path("_keys", k)
-                if not p.exists():
+                keys = self.keys(k)
+                if keys is None:
                     continue
+                con.register("keys", keys)
                 got = con.sql(
-                    f"SELECT {SEQ} FROM read_parquet('{p}') WHERE key IS NOT NULL "
+                    f"SELECT {SEQ} FROM keys WHERE key IS NOT NULL "
                     f"QUALIFY row_number() OVER (PARTITION BY key ORDER BY {SEQ}) > 1"
                 ).fetchnumpy()[SEQ]
                 found.append(np.asarray(got, dtype=np.int64))
@@ -363,7 +424,7 @@ def _validate_buckets(stage: _Stage, names: list[str], sources: dict[str, _Sourc
             res = results[n]
             counts[n].add(res)
             if len(res.accepted):
-                writer.write(n, to_arrow(n, res.accepted))
+                writer.write_bucket(n, k, to_arrow(n, res.accepted))
             if rejects is not None and len(res.rejected):
                 _write_rejects(rejects, n, res.rejected, stage.schemas[n])
             value = latest_observation(n, res.accepted)
@@ -536,9 +597,17 @@ def _stage_table(stage: _Stage, src: _Source, mapping: Mapping, batch_rows: int)
     assert src.path is not None
     first = True
     for batch in _batches(src.path, batch_rows):
-        mapped = _mapped(src, batch, mapping)
+        mapped: pd.DataFrame | pa.Table
+        if isinstance(batch, pa.Table) and _identity(mapping, src.name):
+            mapped = _contract_order(batch, src.name)
+            columns = mapped.column_names
+        else:
+            frame = batch.to_pandas(date_as_object=False) if isinstance(batch, pa.Table) \
+                else batch
+            mapped = _mapped(src, frame, mapping)
+            columns = list(mapped.columns)
         if first:
-            _check_columns(mapped, src.name, src.source)
+            _check_columns(columns, src.name, src.source)
             first = False
         stage.add(src.name, mapped, src.source)
 
