@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from riskmodel.data.book import Book, BookError, is_book
@@ -260,8 +261,8 @@ def features(
     base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
     bases: list[pa.Table] = []
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-") as tmp:
-        part_path = Path(tmp) / "parts.parquet"
-        writer: pq.ParquetWriter | None = None
+        part_path = Path(tmp) / "parts.arrow"  # Arrow IPC: written and read once, locally
+        writer: pa.ipc.RecordBatchFileWriter | None = None
         for i, k in enumerate(todo):
             bucket = book.bucket(k, INVOICE_COLUMNS)
             table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
@@ -272,7 +273,7 @@ def features(
                 table = table.filter(pa.compute.is_in(table["buyer_id"],
                                                       value_set=pa.array(keep, pa.string())))
             if writer is None:
-                writer = pq.ParquetWriter(part_path, table.schema)
+                writer = pa.ipc.new_file(part_path, table.schema)
             writer.write_table(table)
             _tick(progress, "features", i + 1, len(todo))
         if writer is not None:
@@ -311,6 +312,7 @@ def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Pa
                      tmp: Path, params: Params) -> int:
     """Join the peer context and sort, out of core, straight into ``out``."""
     from riskmodel.features.engine import CATEGORICAL, feature_names, peers_sql
+
     names = [*feature_names(cfg)]
     empty = not parts.exists()
     con = duckdb.connect(config={"threads": cfg.threads,
@@ -326,8 +328,9 @@ def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Pa
                                    else pa.float64()) for n in names])
             pq.write_table(schema.empty_table(), out)
             return 0
-        source = f"read_parquet('{parts}')"
-        con.sql(f"COPY ({peers_sql(source, 'ctx', cfg)}) TO '{out}' "
+        # a dataset, so DuckDB streams the parts instead of holding them all
+        con.register("parts", pads.dataset(parts, format="ipc"))
+        con.sql(f"COPY ({peers_sql('parts', 'ctx', cfg)}) TO '{out}' "
                 "(FORMAT parquet, COMPRESSION zstd)")
         return int(pq.ParquetFile(out).metadata.num_rows)
     finally:

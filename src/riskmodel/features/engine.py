@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskmodel.features.labels import as_of_table, status_table
+from riskmodel.features.labels import as_of_table, status_sql
 
 ID_COLUMNS = ("buyer_id", "as_of", "status")
 CATEGORICAL = ("industry", "country")
@@ -306,8 +306,6 @@ def bucket_features(
     if buyer_ids.null_count or pc.count_distinct(buyer_ids).as_py() != len(buyer_ids):
         raise ValueError("buyers: buyer_id must be unique and present (validate first)")
     inv = _engine_invoices(invoices, buyer_ids)
-    status = status_table(invoices, events, as_of_dates, cfg.dpd_threshold,
-                          threads=cfg.threads)
     con = duckdb.connect(config={"threads": cfg.threads})
     try:
         con.register("inv", inv)
@@ -317,7 +315,7 @@ def bucket_features(
         con.register("ids", pa.table({"buyer": pa.array(np.arange(len(buyer_ids),
                                                                   dtype=np.int32)),
                                       "buyer_id": buyer_ids}))
-        con.register("st", status)
+        con.sql(f"CREATE TEMP VIEW st AS {status_sql(con, invoices, events, cfg.dpd_threshold)}")
         table = con.sql(_chunk_sql(cfg)).to_arrow_table()
     finally:
         con.close()

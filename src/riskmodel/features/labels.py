@@ -59,13 +59,13 @@ def _first_issue(invoices: pa.Table) -> pa.Table:
 
 _STATUS_SQL = """
 WITH panel AS (
-    SELECT f.buyer_id, a.as_of FROM first_issue f JOIN snapshot_dates a ON f.first_issue <= a.as_of
+    SELECT f.buyer_id, a.as_of FROM {fi} f JOIN snapshot_dates a ON f.first_issue <= a.as_of
 ),
 ev AS (
     SELECT p.buyer_id, p.as_of,
            bool_or(e.event_date <= p.as_of) AS event_before,
            bool_or(e.event_date > p.as_of AND e.event_date <= p.as_of + {h}) AS event_in_window
-    FROM panel p JOIN events e USING (buyer_id)
+    FROM panel p JOIN {ev} e USING (buyer_id)
     GROUP BY ALL
 ),
 dpd AS (
@@ -73,7 +73,7 @@ dpd AS (
            bool_or(r.crossing <= p.as_of AND (r.paid_date IS NULL OR r.paid_date > p.as_of))
                AS dpd_now,
            bool_or(r.crossing > p.as_of AND r.crossing <= p.as_of + {h}) AS dpd_in_window
-    FROM panel p JOIN reached r USING (buyer_id)
+    FROM panel p JOIN {re} r USING (buyer_id)
     GROUP BY ALL
 )
 SELECT p.buyer_id, p.as_of,
@@ -82,8 +82,26 @@ SELECT p.buyer_id, p.as_of,
 FROM panel p
 LEFT JOIN ev USING (buyer_id, as_of)
 LEFT JOIN dpd USING (buyer_id, as_of)
-ORDER BY p.as_of, p.buyer_id
 """
+
+
+def status_sql(
+    con: duckdb.DuckDBPyConnection,
+    invoices: pa.Table,
+    events: pa.Table,
+    dpd_threshold: int,
+    horizon_days: int = 0,
+    prefix: str = "status_",
+) -> str:
+    """Register what the status query needs on ``con`` (which must have the
+    ``snapshot_dates`` table) and return the query: ``buyer_id, as_of, in_default,
+    bad_raw`` for every buyer with an invoice issued on or before each as-of date."""
+    names = {k: f"{prefix}{k}" for k in ("first_issue", "events", "reached")}
+    con.register(names["first_issue"], _first_issue(invoices))
+    con.register(names["events"], events.select(["buyer_id", "event_date"]))
+    con.register(names["reached"], _reached(invoices, dpd_threshold))
+    return _STATUS_SQL.format(h=int(horizon_days), fi=names["first_issue"],
+                              ev=names["events"], re=names["reached"])
 
 
 def status_table(
@@ -100,10 +118,8 @@ def status_table(
     con = duckdb.connect(config={"threads": threads})
     try:
         con.register("snapshot_dates", as_of_table(as_of_dates))
-        con.register("first_issue", _first_issue(invoices))
-        con.register("events", events.select(["buyer_id", "event_date"]))
-        con.register("reached", _reached(invoices, dpd_threshold))
-        return con.sql(_STATUS_SQL.format(h=int(horizon_days))).to_arrow_table()
+        sql = status_sql(con, invoices, events, dpd_threshold, horizon_days)
+        return con.sql(f"SELECT * FROM ({sql}) ORDER BY as_of, buyer_id").to_arrow_table()
     finally:
         con.close()
 
