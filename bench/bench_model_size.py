@@ -20,6 +20,7 @@ import yaml
 from riskmodel.modeling.evaluation import evaluate
 from riskmodel.modeling.training import train_model
 from riskmodel.params import parse_params
+from riskmodel.pipeline import read_features, read_labels
 
 SHAPES = [  # (num_leaves, max_depth, min_child_samples)
     (4, 2, 100),
@@ -30,8 +31,8 @@ SHAPES = [  # (num_leaves, max_depth, min_child_samples)
 
 
 def main(root: Path = Path(".")) -> None:
-    feats = pd.read_parquet(root / "data/processed/features.parquet")
-    labels = pd.read_parquet(root / "data/processed/labels.parquet")
+    feats = read_features(root / "data/processed/features.parquet")
+    labels = read_labels(root / "data/processed/labels.parquet")
     truth = pd.read_parquet(root / "data/raw/truth.parquet")
     truth["as_of"] = pd.to_datetime(truth["as_of"]).astype("datetime64[s]")
     base = yaml.safe_load((root / "params.yaml").read_text())

@@ -209,8 +209,9 @@ def test_promote_without_a_registered_model_exits_2(workdir: Path) -> None:
     params = write_params(workdir / "params.yaml")
     res = cli("promote", "--params", params, "--out", "p.json")
     assert res.exit_code == 2, res.output
-    assert "buyer-risk" in res.stderr and "train" in res.stderr
+    assert "no MLflow store" in res.stderr and "run train first" in res.stderr
     assert not (workdir / "p.json").exists()
+    assert not (workdir / "mlflow.db").exists()  # looking never creates a store
 
 
 def test_train_with_a_missing_data_folder_exits_2_before_any_work(workdir: Path) -> None:

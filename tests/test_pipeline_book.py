@@ -101,6 +101,18 @@ def test_stored_peer_context_gives_the_same_rows(book, params, full, tmp_path,
     pd.testing.assert_frame_equal(got, _rows_of(full, ids), check_exact=True)
 
 
+def test_a_peer_context_that_does_not_fit_is_an_error(book, params, tmp_path) -> None:
+    first = tmp_path / "first.parquet"
+    pipeline.features(book, first, params, dates=AS_OF[:2])
+    with pytest.raises(pipeline.PipelineError, match="has no as-of date 2022-12-31"):
+        pipeline.features(book, tmp_path / "x.parquet", params, dates=AS_OF, buyers=["B0000001"],
+                          peers=pipeline.peers_path_for(first))
+    longer = parse_params({"book": {"buckets": 5}, "features": {"windows": [90, 730]}})
+    with pytest.raises(pipeline.PipelineError, match="dbt_wmean_365.*needs dbt_wmean_730"):
+        pipeline.features(book, tmp_path / "y.parquet", longer, dates=AS_OF[:2],
+                          peers=pipeline.peers_path_for(first))
+
+
 def test_bucket_count_does_not_change_features(world, full, tmp_path) -> None:
     one = parse_params({"book": {"buckets": 1}})
     pipeline.validate(world, tmp_path / "b1", one)
@@ -246,7 +258,10 @@ def test_every_command_fails_above_the_reject_limit(tmp_path) -> None:
     assert manifest["tables"]["invoices"]["rejected"] == 1  # written, to be inspected
     for cmd in (["features", str(tmp_path / "book"), "--out", str(tmp_path / "f.parquet")],
                 ["labels", str(tmp_path / "book"), "--out", str(tmp_path / "l.parquet")],
-                ["features", str(raw), "--out", str(tmp_path / "f2.parquet")]):
+                ["features", str(raw), "--out", str(tmp_path / "f2.parquet")],
+                ["train", str(tmp_path / "book"), "--out", str(tmp_path / "m"), "--no-register",
+                 "--features", str(tmp_path / "f.parquet"), "--labels",
+                 str(tmp_path / "l.parquet")]):
         res = runner.invoke(app, [*cmd, "--params", str(params)])
         assert res.exit_code == 1, (cmd, res.output)
         assert "max_reject_rate" in res.output

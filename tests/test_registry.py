@@ -374,6 +374,10 @@ def test_a_new_version_logs_its_run(project: Path, strong: RiskModel) -> None:
 
 
 def test_promote_without_a_registered_model_is_an_error(project: Path) -> None:
+    with pytest.raises(RegistryError, match="no MLflow store at .*mlflow.db: run train first"):
+        promote(NAME, GATES, test_frame=None, project_dir=project)
+    assert not (project / "mlflow.db").exists()  # looking never creates a store
+    client_of(project).search_experiments()  # an empty store
     with pytest.raises(RegistryError) as exc:
         promote(NAME, GATES, test_frame=None, project_dir=project)
     message = str(exc.value)
@@ -383,6 +387,14 @@ def test_promote_without_a_registered_model_is_an_error(project: Path) -> None:
     client_of(project).create_registered_model(NAME)  # a name without a challenger
     with pytest.raises(RegistryError, match=f"no '{CHALLENGER}' alias: run train first"):
         promote(NAME, GATES, test_frame=None, project_dir=project)
+
+
+def test_promote_refuses_a_model_directory_that_is_not_the_challenger(
+        project: Path, strong: RiskModel) -> None:
+    register(strong, project, GOOD_METRICS)
+    with pytest.raises(RegistryError, match="challenger .* is version 1, but the model "
+                                            "directory given is version 7"):
+        promote(NAME, GATES, test_frame=None, project_dir=project, expected_challenger="7")
 
 
 def test_first_challenger_becomes_champion(project: Path, strong: RiskModel) -> None:

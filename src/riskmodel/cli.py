@@ -162,7 +162,8 @@ def validate(
                                    report=report, progress=tick)
     print_validation(result.report)
     if out is not None:
-        typer.echo(f"wrote the book {out} ({result.n_buckets} buckets, observed until "
+        buckets = f"{result.n_buckets} bucket{'s' if result.n_buckets != 1 else ''}"
+        typer.echo(f"wrote the book {out} ({buckets}, observed until "
                    f"{result.observed_until})")
     if result.over_limit:
         raise _fail(f"rejected share above the limit {prm.data.max_reject_rate:.2%}: "

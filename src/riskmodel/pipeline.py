@@ -255,7 +255,7 @@ def features(
     if buyers is not None:
         wanted = book.buckets_for(buyers)
         _check_known(book, wanted)
-    context = _read_peers(peers, cfg) if peers is not None else None
+    context = _read_peers(peers, cfg, when) if peers is not None else None
     need_all = context is None  # the peer context is over the whole book
     todo = range(book.n_buckets) if (need_all or wanted is None) else sorted(wanted)
     base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
@@ -297,7 +297,11 @@ def _check_known(book: Book, wanted: dict[int, list[str]]) -> None:
                             f"(first: {sorted(unknown)[0]!r})")
 
 
-def _read_peers(path: str | Path, cfg: FeatureConfig) -> pa.Table:
+def _read_peers(path: str | Path, cfg: FeatureConfig, dates: Sequence[dt.date]) -> pa.Table:
+    """A stored peer context, checked to fit this run: the same base feature, and every
+    as-of date asked for."""
+    from riskmodel.features.engine import PEER_BASE_KEY, peer_base
+
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
@@ -305,6 +309,16 @@ def _read_peers(path: str | Path, cfg: FeatureConfig) -> pa.Table:
     need = {"as_of", "dimension", "value", "median"}
     if not need <= set(table.column_names):
         raise PipelineError(f"{path}: not a peer context (columns {table.column_names})")
+    meta = table.schema.metadata or {}
+    base = meta.get(PEER_BASE_KEY, b"").decode()
+    if base != peer_base(cfg):
+        raise PipelineError(f"{path}: the peer context is of {base or 'an unknown feature'}, "
+                            f"this run needs {peer_base(cfg)} (features.windows differ?)")
+    have = set(table["as_of"].to_pylist())
+    missing = [d for d in dates if d not in have]
+    if missing:
+        raise PipelineError(f"{path}: the peer context has no as-of date {missing[0]} "
+                            "(compute it with a run over the whole book at that date)")
     return table
 
 
@@ -455,6 +469,8 @@ def train(
     fp = raw_fingerprint(data)
     steps = 4 if register else 3
     if features_path is not None and labels_path is not None:
+        with open_book(data, params, progress=progress):
+            pass  # the data the features came from must be within the reject limit
         feats, labs = read_features(features_path), read_labels(labels_path)
     else:
         with open_book(data, params, progress=progress) as book, \
@@ -611,16 +627,23 @@ def promote(
 ) -> Any:
     """Move alias ``champion`` to the challenger when it passes the gates in params; with
     the features and labels, the champion is re-scored on the current test set."""
-    from riskmodel.registry import RegistryError
+    from riskmodel.registry import RegistryError, read_registration
     from riskmodel.registry import promote as run_promotion
 
     test_frame = None
+    expected = None
     if features_path is not None and labels_path is not None and model_dir is not None:
         _, split = test_set(model_dir, features_path, labels_path, params)
         test_frame = split.test
+        reg = read_registration(model_dir)
+        if reg is None:
+            raise PipelineError(f"{model_dir}: not registered (trained with --no-register?): "
+                                "nothing to promote")
+        expected = str(reg["version"])
     try:
         decision = run_promotion(params.registry.model_name, params.promote,
-                                 test_frame=test_frame, project_dir=project_dir)
+                                 test_frame=test_frame, project_dir=project_dir,
+                                 expected_challenger=expected)
     except RegistryError as exc:
         raise PipelineError(str(exc)) from exc
     if out is not None:

@@ -478,7 +478,8 @@ def _versus_champion(challenger: RiskModel, champion: RiskModel, test_frame: pd.
 
 
 def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = None,
-            project_dir: str | Path | None = None) -> Decision:
+            project_dir: str | Path | None = None,
+            expected_challenger: str | None = None) -> Decision:
     """Move alias ``champion`` to the challenger if it passes every gate.
 
     Absolute gates, on the challenger's logged evaluation metrics: ``test_auc >= min_auc``,
@@ -490,9 +491,16 @@ def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = 
     challenger that already is the champion is left as it is.
 
     Raises :class:`RegistryError` when there is no registered model ``model_name`` or it has
-    no ``challenger`` alias, or ``test_frame`` has no labelled rows of both classes.
+    no ``challenger`` alias, or ``test_frame`` has no labelled rows of both classes, or the
+    challenger is not ``expected_challenger`` (the version of the model directory whose test
+    set is given), or a local store does not exist (it is never created here).
     """
     store = Store.at(project_dir)
+    if store.tracking_uri.startswith("sqlite:///"):
+        db = Path(store.tracking_uri.removeprefix("sqlite:///"))
+        if not db.exists():
+            raise RegistryError(f"no MLflow store at {db}: run train first (or set "
+                                "MLFLOW_TRACKING_URI)")
     client = store.client()
     try:
         registered = client.get_registered_model(model_name)
@@ -504,6 +512,10 @@ def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = 
         raise RegistryError(f"registered model {model_name!r} in {store.tracking_uri} has no "
                             f"{CHALLENGER!r} alias: run train first")
     version = str(aliases[CHALLENGER])
+    if expected_challenger is not None and str(expected_challenger) != version:
+        raise RegistryError(f"the challenger of {model_name!r} is version {version}, but the "
+                            f"model directory given is version {expected_challenger}: promote "
+                            "the model you trained last, or move the alias")
     mv = client.get_model_version(model_name, version)
     m = dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
 

@@ -351,8 +351,8 @@ class _Stage:
             empty = self.schemas[table].append(pa.field(SEQ, pa.int64())).empty_table()
             return empty.to_pandas(date_as_object=False)
         with pa.memory_map(str(p)) as source:
-            table = pa.ipc.open_file(source).read_all()
-        return table.to_pandas(date_as_object=False)
+            rows = pa.ipc.open_file(source).read_all()
+        return rows.to_pandas(date_as_object=False)
 
     def duplicate_seqs(self, memory_limit: str, tmp: Path) -> np.ndarray:
         """Positions of invoice rows whose id occurred earlier in the input."""

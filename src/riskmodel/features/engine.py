@@ -335,7 +335,13 @@ def _typed(table: pa.Table, names: Sequence[str]) -> pa.Table:
 # --------------------------------------------------------------------------- peers
 
 
-def _peer_base(cfg: FeatureConfig) -> str:
+#: schema metadata of a peer context: which feature its medians are of
+PEER_BASE_KEY = b"riskmodel.peer_base"
+
+
+def peer_base(cfg: FeatureConfig) -> str:
+    """The feature the peer columns compare: the amount-weighted days beyond terms over the
+    longest window."""
     return f"dbt_wmean_{max(cfg.windows)}"
 
 
@@ -345,7 +351,7 @@ def peer_context(parts: Iterable[pa.Table], cfg: FeatureConfig) -> pa.Table:
     :func:`bucket_features` outputs (or just their ``as_of``, ``industry``, ``country`` and
     base columns), all of the book's buckets. Columns: ``as_of, dimension, value, median,
     buyers``; rows sorted."""
-    base = _peer_base(cfg)
+    base = peer_base(cfg)
     cols = ["as_of", "industry", "country", base]
     tables = [t.select(cols) for t in parts]
     schema = pa.schema([("as_of", pa.date32()), ("industry", pa.string()),
@@ -359,17 +365,18 @@ def peer_context(parts: Iterable[pa.Table], cfg: FeatureConfig) -> pa.Table:
             f"count({base}) AS buyers FROM rows GROUP BY ALL"
             for col, dim in ((PEER_COLUMNS[p], PEER_COLUMNS[p]) for p in PEER_COLUMNS)
         ]
-        return con.sql(" UNION ALL ".join(selects) + " ORDER BY as_of, dimension, value"
-                       ).to_arrow_table()
+        table = con.sql(" UNION ALL ".join(selects) + " ORDER BY as_of, dimension, value"
+                        ).to_arrow_table()
     finally:
         con.close()
+    return table.replace_schema_metadata({PEER_BASE_KEY: base.encode()})
 
 
 def peers_sql(features: str, context: str, cfg: FeatureConfig) -> str:
     """A query that adds the peer columns to ``features`` (a relation of bucket outputs)
     from ``context`` (:func:`peer_context`), in output column order, sorted by as-of date
     and buyer."""
-    base = _peer_base(cfg)
+    base = peer_base(cfg)
     cols, joins = [], []
     for i, (name, dim) in enumerate(PEER_COLUMNS.items()):
         cols.append(f"f.{base} - c{i}.median AS {name}")
