@@ -40,8 +40,8 @@ class DataParams(_Strict):
 class BookParams(_Strict):
     """How ``riskmodel validate`` lays out the book: buyers are hashed into buckets of about
     ``bucket_invoices`` invoices (or exactly ``buckets``); stages read a bucket at a time, so
-    memory follows the bucket size. ``memory_limit`` bounds DuckDB's sorts and joins (it
-    spills to disk beyond it)."""
+    memory follows the bucket size. ``memory_limit`` bounds DuckDB in the whole-book
+    duplicate-id check (it spills to disk beyond it)."""
 
     bucket_invoices: int = Field(default=1_000_000, gt=0)
     buckets: int | None = Field(default=None, gt=0)

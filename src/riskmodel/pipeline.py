@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from riskmodel.data.book import Book, BookError, is_book
@@ -239,7 +237,8 @@ def features(
 
     The book is read a bucket at a time: each bucket's features go to a temporary file, the
     peer context is computed from the whole book (or read from ``peers``, the context file of
-    an earlier run), and one DuckDB query joins them and sorts the rows out of core.
+    an earlier run), then each bucket's rows get their peer columns and are appended to
+    ``out``. Memory holds one bucket, never the book.
     """
     from riskmodel.features.engine import (
         INVOICE_COLUMNS,
@@ -261,8 +260,7 @@ def features(
     base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
     bases: list[pa.Table] = []
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-") as tmp:
-        part_path = Path(tmp) / "parts.arrow"  # Arrow IPC: written and read once, locally
-        writer: pa.ipc.RecordBatchFileWriter | None = None
+        parts: list[Path] = []
         for i, k in enumerate(todo):
             bucket = book.bucket(k, INVOICE_COLUMNS)
             table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
@@ -272,16 +270,15 @@ def features(
                 keep = wanted.get(k, [])
                 table = table.filter(pa.compute.is_in(table["buyer_id"],
                                                       value_set=pa.array(keep, pa.string())))
-            if writer is None:
-                writer = pa.ipc.new_file(part_path, table.schema)
-            writer.write_table(table)
+            part = Path(tmp) / f"{k}.arrow"  # Arrow IPC: written and read once, locally
+            with pa.ipc.new_file(part, table.schema) as w:
+                w.write_table(table)
+            parts.append(part)
             _tick(progress, "features", i + 1, len(todo))
-        if writer is not None:
-            writer.close()
         if context is None:
             context = peer_context(bases, cfg)
         bases.clear()
-        rows = _finish_features(part_path, context, cfg, out, Path(tmp), params)
+        rows = _finish_features(parts, context, cfg, out)
     peers_out = peers_path_for(out)
     pq.write_table(context, peers_out)
     return FeaturesResult(out, peers_out, rows, 3 + len(feature_names(cfg)), when, len(todo))
@@ -322,33 +319,21 @@ def _read_peers(path: str | Path, cfg: FeatureConfig, dates: Sequence[dt.date]) 
     return table
 
 
-def _finish_features(parts: Path, context: pa.Table, cfg: FeatureConfig, out: Path,
-                     tmp: Path, params: Params) -> int:
-    """Join the peer context and sort, out of core, straight into ``out``."""
-    from riskmodel.features.engine import CATEGORICAL, feature_names, peers_sql
+def _finish_features(parts: list[Path], context: pa.Table, cfg: FeatureConfig,
+                     out: Path) -> int:
+    """Join the peer context onto each bucket's rows and append them to ``out``, one bucket
+    at a time (rows ordered by bucket, then as-of date and buyer), so memory never holds
+    more than a bucket."""
+    from riskmodel.features.engine import feature_schema, with_peers
 
-    names = [*feature_names(cfg)]
-    empty = not parts.exists()
-    con = duckdb.connect(config={"threads": cfg.threads,
-                                 "memory_limit": params.book.memory_limit,
-                                 "temp_directory": str(tmp / "duckdb"),
-                                 "preserve_insertion_order": True})
-    try:
-        con.register("ctx", context)
-        if empty:
-            schema = pa.schema([("buyer_id", pa.string()), ("as_of", pa.date32()),
-                                ("status", pa.string())]
-                               + [(n, pa.string() if n in CATEGORICAL
-                                   else pa.float64()) for n in names])
-            pq.write_table(schema.empty_table(), out)
-            return 0
-        # a dataset, so DuckDB streams the parts instead of holding them all
-        con.register("parts", pads.dataset(parts, format="ipc"))
-        con.sql(f"COPY ({peers_sql('parts', 'ctx', cfg)}) TO '{out}' "
-                "(FORMAT parquet, COMPRESSION zstd)")
-        return int(pq.ParquetFile(out).metadata.num_rows)
-    finally:
-        con.close()
+    rows = 0
+    with pq.ParquetWriter(out, feature_schema(cfg), compression="zstd") as writer:
+        for part in parts:
+            with pa.memory_map(str(part)) as mm:
+                table = with_peers([pa.ipc.open_file(mm).read_all()], context, cfg)
+            writer.write_table(table)
+            rows += table.num_rows
+    return rows
 
 
 def read_features(path: str | Path) -> pd.DataFrame:

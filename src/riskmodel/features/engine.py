@@ -322,13 +322,22 @@ def bucket_features(
     return _typed(table, [n for n in feature_names(cfg) if n not in PEER_COLUMNS])
 
 
-def _typed(table: pa.Table, names: Sequence[str]) -> pa.Table:
-    """Output column order and types: ids as text and date, features as float64,
-    categories as text."""
+def _schema(names: Sequence[str]) -> pa.Schema:
     fields = [pa.field("buyer_id", pa.string()), pa.field("as_of", pa.date32()),
               pa.field("status", pa.string())]
     fields += [pa.field(n, pa.string() if n in CATEGORICAL else pa.float64()) for n in names]
-    schema = pa.schema(fields)
+    return pa.schema(fields)
+
+
+def feature_schema(cfg: FeatureConfig) -> pa.Schema:
+    """The Arrow schema of a feature table: ids as text and date, features as float64,
+    categories as text."""
+    return _schema(feature_names(cfg))
+
+
+def _typed(table: pa.Table, names: Sequence[str]) -> pa.Table:
+    """Output column order and types (see :func:`feature_schema`)."""
+    schema = _schema(names)
     return table.select(schema.names).cast(schema)
 
 
