@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10m")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=7200)
+    ap.add_argument("--quick", action="store_true", help="1M invoices, 1 run (book_quick)")
     ap.add_argument("--only", default="",
                     help="comma-separated variants to run (default: all; the book must exist "
                          "when validate is left out)")
@@ -92,6 +93,9 @@ def main() -> None:
         n = int(args.world.rsplit("_", 1)[1].removesuffix("b"))
         child(args.child, common.World(args.world, n))
         return
+    if args.quick:
+        args.sizes, args.repeats = "1m", 1
+    name = "book_quick" if args.quick else "book"
     results = {}
     for size in args.sizes.split(","):
         world = common.world_for_invoices(SIZES[size])
@@ -135,11 +139,11 @@ def main() -> None:
             "n_buckets"]
         results[size] = row
         print(json.dumps(row, indent=2), flush=True)
-    prior = common.RESULTS_DIR / "book.json"
+    prior = common.RESULTS_DIR / f"{name}.json"
     merged = json.loads(prior.read_text())["results"] if prior.exists() else {}
     for size, row in results.items():
         merged.setdefault(size, {}).update(row)
-    common.save_results("book", {"results": merged, "repeats": args.repeats})
+    common.save_results(name, {"results": merged, "repeats": args.repeats})
 
 
 if __name__ == "__main__":

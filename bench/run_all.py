@@ -22,7 +22,7 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_validate", "bench_synth", "bench_features")
+BENCHES = ("bench_validate", "bench_synth", "bench_features", "bench_book")
 
 
 def load(name: str) -> dict | None:
@@ -62,6 +62,17 @@ def table(quick: bool = False) -> str:
                 rows.append([f"features x{len(f['dates'])} dates", name,
                              f"{m['invoices'] / 1e6:.1f}M", m["repeats"], m["seconds"],
                              m["invoices_per_s"] / 1e6, m["bare_reads"], m["peak_rss_mb"]])
+    b = load(f"book{sfx}")
+    if b:
+        for size, row in b["results"].items():
+            for variant in ("bare_raw", "validate", "bare_book", "features", "duckdb_reference"):
+                m = row.get(variant)
+                if m is None:
+                    continue
+                rows.append([f"book {size}", variant, f"{row['invoices'] / 1e6:.1f}M",
+                             len(str(m["runs"]).split("/")), m["seconds"],
+                             m["invoices_per_s"] / 1e6, m.get("bare_read_ratio", ""),
+                             m["peak_rss_mb"]])
     return common.md_table(["bench", "variant", "invoices", "runs", "median s",
                             "M invoices/s", "bare reads", "peak RSS MB"], rows)
 

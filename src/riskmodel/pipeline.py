@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -264,8 +265,8 @@ def features(
         for i, k in enumerate(todo):
             bucket = book.bucket(k, INVOICE_COLUMNS)
             table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
-            if need_all:
-                bases.append(table.select(base_cols))
+            if need_all:  # a copy: a zero-copy select would keep the whole bucket alive
+                bases.append(table.select(base_cols).take(np.arange(table.num_rows)))
             if wanted is not None:
                 keep = wanted.get(k, [])
                 table = table.filter(pa.compute.is_in(table["buyer_id"],

@@ -69,7 +69,7 @@ from riskmodel.data.contract.validation import (
 
 SEQ = "_seq"
 BATCH_ROWS = 500_000
-KEY_BUCKETS = 16
+MIN_KEY_BUCKETS = 16
 _DEPENDENTS = ("invoices", "events", "exposures")
 
 Progress = Callable[[str, int, int], None]
@@ -267,13 +267,13 @@ def _arrow_batch(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
 # --------------------------------------------------------------------------- staging
 
 
-def _key_buckets(keys: pa.Array) -> np.ndarray:
+def _key_buckets(keys: pa.Array, n: int) -> np.ndarray:
     """A transient partition of invoice ids for the duplicate check (DuckDB's own hash is
     fine here: it is never stored, only used within this run)."""
     con = duckdb.connect(config={"threads": 2})
     try:
         con.register("k", pa.table({"key": keys}))
-        out = con.sql(f"SELECT (hash(key) % {KEY_BUCKETS})::INTEGER AS b FROM k"
+        out = con.sql(f"SELECT (hash(key) % {int(n)})::INTEGER AS b FROM k"
                       ).fetchnumpy()["b"]
     finally:
         con.close()
@@ -286,6 +286,9 @@ class _Stage:
     def __init__(self, root: Path, n_buckets: int) -> None:
         self.root = root
         self.n_buckets = n_buckets
+        # invoice ids by their own buckets, about as many ids in each as invoices in a book
+        # bucket, so the duplicate check holds one bucket's ids at a time
+        self.key_buckets = max(MIN_KEY_BUCKETS, n_buckets)
         self.writers: dict[tuple[str, int], pa.ipc.RecordBatchFileWriter] = {}
         self.schemas: dict[str, pa.Schema] = {}
         self.read: dict[str, int] = {}
@@ -323,7 +326,8 @@ class _Stage:
         self._split(table, rows, bucket)
         if table == "invoices":
             keys = _typed_ids(rows["invoice_id"], source)
-            self._split("_keys", pa.table({"key": keys, SEQ: rows[SEQ]}), _key_buckets(keys))
+            self._split("_keys", pa.table({"key": keys, SEQ: rows[SEQ]}),
+                        _key_buckets(keys, self.key_buckets))
 
     def _split(self, table: str, rows: pa.Table, bucket: np.ndarray) -> None:
         order = np.argsort(bucket, kind="stable")
@@ -360,7 +364,7 @@ class _Stage:
         con = duckdb.connect(config={"threads": 2, "memory_limit": memory_limit,
                                      "temp_directory": str(tmp)})
         try:
-            for k in range(KEY_BUCKETS):
+            for k in range(self.key_buckets):
                 keys = self.keys(k)
                 if keys is None:
                     continue
