@@ -19,6 +19,7 @@ from riskmodel.modeling.evaluation import (
     discrimination,
     ece,
     evaluate,
+    grade_counts,
     grade_table,
     ks_statistic,
     psi,
@@ -334,7 +335,11 @@ def test_evaluate_counts_the_grade_results() -> None:
     m = ev.metrics
     outside = sum(not _expected_row(k, 0.12)["inside_999"] for k in BOOK)
     assert m["grades_outside_999"] == outside == 1
-    assert m["grades_inside_999"] == 0.0
+    # four grades have buyers (4, 5, 7, 9); grade 5 is outside, the other three inside
+    assert m["grades_tested"] == 4.0
+    assert m["grades_inside_999_count"] == 3.0
+    assert m["grades_all_inside_999"] == 0.0
+    assert m["grades_inside_999"] == 0.0  # the deprecated name of grades_all_inside_999
     assert m["grades_outside_999_corr"] == 0.0
     assert m["grades_red"] == 1.0
     assert m["test_ece"] == pytest.approx(ece(y, p, 5))
@@ -342,3 +347,40 @@ def test_evaluate_counts_the_grade_results() -> None:
     pd.testing.assert_frame_equal(ev.grades, grades)
     assert ev.grade_distribution.set_index("grade").loc["5", "test_share"] == pytest.approx(
         400 / 670)
+
+
+# ten grades of 200 buyers each at a PD inside the grade; bads by grade: grade 3 (PD .45%,
+# 0.9 bads expected) has 12, far above its band; the others have about the expected count
+TEN_PD = [0.001, 0.002, 0.0045, 0.009, 0.018, 0.036, 0.072, 0.14, 0.27, 0.6]
+TEN_BADS = [0, 0, 12, 2, 4, 7, 14, 28, 54, 120]
+
+
+def test_grade_counts_nine_of_ten_inside() -> None:
+    # the 99.9% band of Bin(200, pd), from the independent quantile above, by grade
+    bands = [(binom_quantile(0.0005, 200, q), binom_quantile(0.9995, 200, q)) for q in TEN_PD]
+    inside = [lo <= k <= hi for (lo, hi), k in zip(bands, TEN_BADS, strict=True)]
+    assert inside == [True, True, False] + [True] * 7  # the book is what it says
+    assert bands[2] == (0, 5)
+    y = np.concatenate([[1.0] * k + [0.0] * (200 - k) for k in TEN_BADS])
+    p = np.repeat(TEN_PD, 200)
+    g = np.repeat([str(k) for k in range(1, 11)], 200)
+    pred = pd.DataFrame({"pd": p, "margin": np.log(p / (1 - p)), "grade": g})
+    frame = pd.DataFrame({"bad": y, "f": p})
+    m = evaluate(frame, pred, frame, pred, ["f"], SCALE, asset_correlation=0.0).metrics
+    assert m["grades_tested"] == 10.0
+    assert m["grades_inside_999_count"] == 9.0
+    assert m["grades_outside_999"] == 1.0
+    assert m["grades_all_inside_999"] == 0.0
+    # without grade 10's buyers: nine tested, eight inside; an empty grade is not inside
+    keep = g != "10"
+    m9 = evaluate(frame[keep], pred[keep], frame[keep], pred[keep], ["f"], SCALE).metrics
+    assert (m9["grades_tested"], m9["grades_inside_999_count"], m9["grades_outside_999"]) == (
+        9.0, 8.0, 1.0)
+
+
+def test_grade_counts_of_a_hand_made_table() -> None:
+    table = pd.DataFrame({"grade": ["1", "2", "3", "4"], "buyers": [10, 0, 5, 7],
+                          "inside_999": [True, None, True, True]})
+    assert grade_counts(table) == {"grades_tested": 3.0, "grades_inside_999_count": 3.0,
+                                   "grades_outside_999": 0.0, "grades_all_inside_999": 1.0,
+                                   "grades_inside_999": 1.0}

@@ -23,8 +23,8 @@ from riskmodel.modeling.training import (
     train_model,
     trainable,
 )
-from riskmodel.params import MasterScaleParams
-from training_helpers import World, fast_params, world
+from riskmodel.params import MasterScaleParams, parse_params
+from training_helpers import World, book_panel, fast_params, world
 
 slow = pytest.mark.slow  # the tests that build the world and train
 
@@ -83,6 +83,9 @@ def test_world_has_enough_labelled_dates(panel: pd.DataFrame) -> None:
 def test_out_of_time_split_is_disjoint_ordered_and_embargoed(w: World, panel: pd.DataFrame) -> None:
     split = split_panel(panel, w.params)
     assert split.kind == "out_of_time"
+    # four dates before the test set are too few for a year's gap before validation
+    assert split.test_embargo and split.validation_gap is False
+    assert any(n.startswith("no gap between training and validation") for n in split.notes)
     parts = {"train": split.train, "valid": split.valid, "test": split.test}
     row_dates = {k: sorted(pd.Timestamp(d) for d in f["as_of"].unique()) for k, f in parts.items()}
     for k, ds in row_dates.items():
@@ -147,21 +150,42 @@ def test_single_as_of_date_is_a_buyer_holdout(w: World, panel: pd.DataFrame) -> 
     # and a model trains on it
     result = train_model(feats, labs, prm)
     assert result.split.kind == "buyer_holdout"
-    assert result.metadata()["split"]["test"]["rows"] == len(buyers["test"])
+    meta = result.metadata()
+    assert meta["split"]["test"]["rows"] == len(buyers["test"])
+    assert any("not out of time" in n for n in meta["split"]["notes"])
 
 
 # --------------------------------------------------------------------------- errors
 
 
 @slow
-def test_too_few_dates_is_a_training_error(w: World, panel: pd.DataFrame) -> None:
+def test_four_labelled_dates_train_without_embargo(w: World, panel: pd.DataFrame) -> None:
+    """Four labelled dates (2022-03-31..12-31) span 9 months: no date before the test set has
+    a label window that ends by its first date, so the split drops the embargo (and says so)
+    instead of refusing, as it did before short histories were supported."""
     feats, labs = restrict(w, labelled_dates(panel)[-4:])
-    with pytest.raises(TrainingError, match="not enough labelled as-of dates") as exc:
-        train_model(feats, labs, w.params)
-    assert "embargo" in str(exc.value)
-    # too many test dates asked of the full panel
-    with pytest.raises(TrainingError, match="not enough labelled as-of dates"):
-        split_panel(panel, fast_params(train={"test_dates": 8}))
+    result = train_model(feats, labs, w.params)
+    split = result.split
+    assert split.kind == "out_of_time"
+    assert split.dates == {"train": ["2022-03-31"], "valid": ["2022-06-30"],
+                           "test": ["2022-09-30", "2022-12-31"]}
+    assert not split.test_embargo and split.validation_gap is False
+    notes = result.metadata()["notes"]
+    assert any(n.startswith("no embargo: the labelled as-of dates span 275 days") for n in notes)
+    assert any(n.startswith("no gap between training and validation") for n in notes)
+
+
+@slow
+def test_too_many_test_dates_are_cut_to_keep_the_embargo(w: World,
+                                                         panel: pd.DataFrame) -> None:
+    # 9 labelled dates 2020-12-31..2022-12-31: 8, 7 or 6 test dates leave no date a year
+    # before the first of them; 5 (from 2021-12-31) leave 2020-12-31, split by buyer
+    split = split_panel(panel, fast_params(train={"test_dates": 8}))
+    assert split.kind == "out_of_time_buyer_valid"
+    assert split.dates["test"] == [d.date().isoformat() for d in labelled_dates(panel)[-5:]]
+    assert split.dates["train"] == split.dates["valid"] == ["2020-12-31"]
+    assert split.test_embargo
+    assert "5 test date(s) instead of train.test_dates=8" in " ".join(split.notes)
 
 
 @slow
@@ -170,8 +194,12 @@ def test_no_labelled_rows_is_a_training_error(w: World, panel: pd.DataFrame) -> 
         set(pd.Timestamp(d) for d in w.features["as_of"].unique()) - set(labelled_dates(panel))
     )
     feats, labs = restrict(w, unlabelled)
-    with pytest.raises(TrainingError, match="no labelled rows"):
+    with pytest.raises(TrainingError, match="no labelled rows") as exc:
         train_model(feats, labs, w.params)
+    # the second unlabelled date, 2023-06-30, is labelled with data to 2024-06-29 (2024 is a
+    # leap year); a book of 913 days always has two labelled quarter ends
+    assert "data observed to at least 2024-06-29" in str(exc.value)
+    assert "913 days" in str(exc.value)
 
 
 @slow
@@ -433,6 +461,160 @@ def test_save_and_load_give_the_same_predictions(
     assert np.array_equal(a["pd"].to_numpy(), b["pd"].to_numpy())
     assert np.array_equal(a["margin"].to_numpy(), b["margin"].to_numpy())
     assert loaded.spec == model.spec
+
+
+# --------------------------------------------------------------------------- feature stability
+
+
+@slow
+def test_world_leaves_out_the_censored_and_drifting_features(trained: TrainResult) -> None:
+    """The world starts on 2020-01-01, so the 180- and 365-day year-on-year features need
+    history before the data start at the training dates (2020-12-31, 2021-03-31) and are
+    missing there, while the test dates have them; history_days grows with the as-of date."""
+    meta = trained.metadata()
+    out = {e["feature"]: e for e in meta["excluded_features"]}
+    for name in ("invoice_count_yoy_365", "invoice_amount_yoy_365", "invoice_count_yoy_180"):
+        assert out[name]["reason"] == "missing_in_training"
+        assert out[name]["missing_share_train"] == 1.0
+        assert out[name]["missing_share_test"] < 0.5
+    assert out["history_days"]["reason"] == "psi"
+    assert out["history_days"]["psi"] > 0.5
+    assert meta["feature_stability"]["psi_reference_dates"] == ["2020-12-31", "2021-03-31"]
+    # left out of learning, not of the model's inputs: no tree uses them
+    used = dict(zip(trained.model.booster.feature_name(),
+                    trained.model.booster.feature_importance("split"), strict=True))
+    assert all(used[name] == 0 for name in out)
+    assert any(n.startswith("left out invoice_count_yoy_365") for n in meta["notes"])
+
+
+STABLE_PANEL_PSI_REF = ["2020-03-31", "2020-06-30"]  # the two earliest training dates
+
+
+def stability_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A 60-month quarterly book (training dates 2020-03-31 and 2020-06-30, test dates
+    2022-09-30 and 2022-12-31) with extra features: ``young`` is missing before 2021 and
+    present after; ``drifting`` and ``drift_mono`` are noise plus 10 per year since 2020
+    (so every test value is above every training value); ``flag`` is 0 before 2021 and
+    0 or 1 after; ``sparse`` is missing or 1 at every date (two values, with the missing)."""
+    feats, labs = book_panel(60, "quarterly", n_buyers=800, seed=3)
+    feats = feats.copy()
+    years = (feats["as_of"] - pd.Timestamp("2020-01-01")).dt.days / 365.25
+    early = feats["as_of"] < pd.Timestamp("2021-01-01")
+    rng = np.random.default_rng(9)
+    feats["young"] = np.where(early, np.nan, feats["signal"] + rng.normal(size=len(feats)))
+    feats["drifting"] = rng.normal(size=len(feats)) + 10 * years
+    feats["drift_mono"] = rng.normal(size=len(feats)) + 10 * years
+    feats["flag"] = np.where(early, 0.0, (rng.random(len(feats)) < 0.5).astype(float))
+    feats["sparse"] = np.where(feats["signal"] > 0.5, 1.0, np.nan)
+    return feats, labs
+
+
+STABILITY_PARAMS = {"n_estimators": 60, "early_stopping_rounds": 20, "min_child_samples": 20,
+                    "learning_rate": 0.2, "monotone": {"drift_mono": 1}}
+
+
+def by_hand_psi_all_above(reference_shares: np.ndarray) -> float:
+    """PSI when every actual value lies above the last quantile edge of the reference: the
+    last bin holds all of it, every other bin (and the missing bin) the 1e-4 floor."""
+    eps = 1e-4
+    actual = np.r_[np.full(len(reference_shares) - 1, eps), 1.0]
+    return float(np.sum((actual - reference_shares) * np.log(actual / reference_shares)))
+
+
+def test_unstable_features_are_left_out_with_their_numbers() -> None:
+    feats, labs = stability_frames()
+    prm = parse_params({"train": STABILITY_PARAMS | {"exclude_features": ["noise"]}})
+    result = train_model(feats, labs, prm)
+    split = result.split
+    assert split.dates["train"] == STABLE_PANEL_PSI_REF
+    meta = result.metadata()
+    out = {e["feature"]: e for e in meta["excluded_features"]}
+    assert set(out) == {"noise", "young", "drifting", "flag"}
+    assert out["noise"] == {"feature": "noise", "reason": "train.exclude_features",
+                            "model_input": False}
+    assert out["young"]["reason"] == "missing_in_training"
+    assert (out["young"]["missing_share_train"], out["young"]["missing_share_test"]) == (1.0, 0.0)
+    assert out["flag"]["reason"] == "constant_in_training"
+    assert out["flag"]["distinct_train"] == 1
+    assert out["drifting"]["reason"] == "psi"
+    # ten quantile bins of the reference rows, a tenth in each (to a row), the test rows
+    # all in the last: about 8.28
+    ref_rows = int(split.train["as_of"].isin(pd.to_datetime(STABLE_PANEL_PSI_REF)).sum())
+    tenth = np.full(10, 0.1)
+    assert out["drifting"]["psi"] == pytest.approx(by_hand_psi_all_above(tenth),
+                                                   rel=20 / ref_rows)
+    assert out["drifting"]["psi"] == pytest.approx(8.283, abs=0.05)
+    assert meta["feature_stability"] == {"max_feature_psi": 0.5,
+                                         "psi_reference_dates": STABLE_PANEL_PSI_REF,
+                                         "psi_test_dates": ["2022-09-30", "2022-12-31"]}
+    # the monotone feature drifts as much but is kept, and said to be
+    assert "drift_mono" not in out
+    assert [k["feature"] for k in meta["drifting_features_kept"]] == ["drift_mono"]
+    assert any(n.startswith("kept drift_mono although its PSI") for n in meta["notes"])
+    for name in ("young", "drifting", "flag"):
+        assert any(n.startswith(f"left out {name}") for n in meta["notes"]), name
+    # stable features stay: signal is learned, sparse (missing or 1) is not constant
+    assert "signal" in result.model.spec.names and "sparse" not in out
+    used = dict(zip(result.model.booster.feature_name(),
+                    result.model.booster.feature_importance("split"), strict=True))
+    assert used["signal"] > 0
+    assert used["young"] == used["drifting"] == used["flag"] == 0
+    # the left-out features are model inputs that change no prediction
+    rows = feats.drop(columns="noise").sample(n=300, random_state=1)
+    before = result.model.predict(rows)
+    changed = rows.assign(young=-50.0, drifting=1e6, flag=1.0)
+    after = result.model.predict(changed)
+    assert np.array_equal(before["pd"].to_numpy(), after["pd"].to_numpy())
+    assert json.loads(json.dumps(meta, default=str))["excluded_features"] == \
+        meta["excluded_features"]
+
+
+def test_psi_check_can_be_switched_off() -> None:
+    feats, labs = stability_frames()
+    prm = parse_params({"train": STABILITY_PARAMS | {"max_feature_psi": None}})
+    meta = train_model(feats, labs, prm).metadata()
+    reasons = {e["feature"]: e["reason"] for e in meta["excluded_features"]}
+    # no PSI exclusion; features without information are still left out
+    assert reasons == {"young": "missing_in_training", "flag": "constant_in_training"}
+    assert meta["drifting_features_kept"] == []
+    assert meta["feature_stability"]["max_feature_psi"] is None
+
+
+def test_a_censored_monotone_feature_is_left_out_and_said() -> None:
+    feats, labs = stability_frames()
+    prm = parse_params({"train": STABILITY_PARAMS | {"monotone": {"young": 1}}})
+    meta = train_model(feats, labs, prm).metadata()
+    out = {e["feature"]: e for e in meta["excluded_features"]}
+    assert out["young"]["monotone"] is True
+    assert any(n.startswith("left out young (a train.monotone feature)")
+               for n in meta["notes"])
+
+
+# --------------------------------------------------------------------------- tree cap
+
+
+def test_hitting_the_tree_cap_is_recorded() -> None:
+    feats, labs = book_panel(48, "quarterly", n_buyers=600, seed=4)
+    # 5 trees can never see 50 rounds without improvement: early stopping cannot trigger
+    prm = parse_params({"train": {"n_estimators": 5, "early_stopping_rounds": 50,
+                                  "min_child_samples": 20}})
+    result = train_model(feats, labs, prm)
+    meta = result.metadata()
+    assert meta["hit_tree_cap"] is True and meta["trees_grown"] == 5
+    assert any(n.startswith("early stopping did not trigger within train.n_estimators=5")
+               for n in meta["notes"])
+
+
+def test_early_stopping_before_the_cap_is_not_a_cap() -> None:
+    feats, labs = book_panel(48, "quarterly", n_buyers=600, seed=4)
+    # a large step on one signal: the validation AUC stops improving long before 400 trees
+    prm = parse_params({"train": {"n_estimators": 400, "early_stopping_rounds": 5,
+                                  "learning_rate": 0.5, "min_child_samples": 20}})
+    meta = train_model(feats, labs, prm).metadata()
+    assert meta["hit_tree_cap"] is False
+    assert meta["trees_grown"] < 400
+    assert meta["trees_grown"] == meta["best_iteration"] + 5
+    assert not any("early stopping did not trigger" in n for n in meta["notes"])
 
 
 # --------------------------------------------------------------------------- master scale

@@ -125,3 +125,60 @@ def world(factory: pytest.TempPathFactory, cfg: SynthConfig = WORLD) -> World:
         )
         _CACHE[key] = World(raw, data, prm, dates, feats, labs)
     return _CACHE[key]
+
+
+# --------------------------------------------------------------------------- synthetic panels
+
+BOOK_START = dt.date(2019, 1, 1)
+
+
+def book_end(months: int, start: dt.date = BOOK_START) -> dt.date:
+    """``observed_until`` of a book of ``months`` whole calendar months from ``start``."""
+    return (pd.Timestamp(start) + pd.DateOffset(months=months) - pd.Timedelta(days=1)).date()
+
+
+def book_panel(
+    months: int,
+    frequency: str = "quarterly",
+    *,
+    n_buyers: int = 400,
+    seed: int = 0,
+    start: dt.date = BOOK_START,
+    history_days: int = 365,
+    horizon_days: int = 365,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and labels of a book of ``months`` months, without invoices: the as-of dates
+    are the snapshot dates a pipeline would take (``snapshots.resolve`` from the first
+    invoice, ``start``, to ``observed_until``), labelled where the ``horizon_days`` window
+    ends by ``observed_until``. The same ``n_buyers`` at every date; ``signal`` drives the
+    bad rate, ``noise`` does not; about 2% of rows are in default."""
+    import numpy as np
+
+    from riskmodel.params import SnapshotParams
+
+    end = book_end(months, start)
+    snaps = SnapshotParams(frequency=frequency, history_days=history_days)  # type: ignore[arg-type]
+    dates = snaps.resolve(start, end)
+    last_labelled = end - dt.timedelta(days=horizon_days)
+    rng = np.random.default_rng(seed)
+    ids = [f"B{i:05d}" for i in range(n_buyers)]
+    frames = []
+    for d in dates:
+        signal = rng.normal(size=n_buyers)
+        bad = rng.random(n_buyers) < 1 / (1 + np.exp(-(-2.0 + 1.5 * signal)))
+        in_default = rng.random(n_buyers) < 0.02
+        labelled = d <= last_labelled
+        frames.append(pd.DataFrame({
+            "buyer_id": ids,
+            "as_of": pd.Timestamp(d),
+            "status": np.where(in_default, "in_default", "active"),
+            "signal": signal,
+            "noise": rng.normal(size=n_buyers),
+            "in_default": in_default,
+            "bad": pd.array(np.where(in_default | (not labelled), None, bad), dtype="boolean"),
+        }))
+    panel = pd.concat(frames, ignore_index=True)
+    panel["as_of"] = panel["as_of"].astype("datetime64[s]")
+    feats = panel[["buyer_id", "as_of", "status", "signal", "noise"]]
+    labs = panel[["buyer_id", "as_of", "in_default", "bad"]]
+    return feats, labs

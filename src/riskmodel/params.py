@@ -111,6 +111,9 @@ class TrainParams(_Strict):
     num_threads: int = Field(default=1, ge=1)
     monotone: dict[str, Literal[1, -1]] = {}
     exclude_features: list[str] = []
+    #: leave a feature out of learning when its PSI between the earliest training dates and
+    #: the test dates is higher (never a ``monotone`` feature); None: no PSI check
+    max_feature_psi: float | None = Field(default=0.5, gt=0)
 
 
 class CalibrationParams(_Strict):

@@ -144,6 +144,26 @@ def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
     return float(np.sum((pa_ - pe) * np.log(pa_ / pe)))
 
 
+def grade_counts(grades: pd.DataFrame) -> dict[str, float]:
+    """Counts of the grade back-test: ``grades_tested`` (grades with test buyers; a grade
+    without any is not tested), ``grades_inside_999_count`` and ``grades_outside_999`` (of the
+    tested grades, inside and outside the 99.9% binomial band; they add up to
+    ``grades_tested``), and ``grades_all_inside_999``, 1.0 when no tested grade is outside.
+    ``grades_inside_999`` is that flag under its old name, kept while the CLI pipeline test
+    reads it: it is not a count."""
+    tested = grades["buyers"] > 0
+    inside = (grades.loc[tested, "inside_999"].astype(bool) if "inside_999" in grades
+              else pd.Series([], dtype=bool))
+    out = {
+        "grades_tested": float(tested.sum()),
+        "grades_inside_999_count": float(inside.sum()),
+        "grades_outside_999": float((~inside).sum()),
+        "grades_all_inside_999": float(inside.all()),
+    }
+    out["grades_inside_999"] = out["grades_all_inside_999"]  # deprecated alias
+    return out
+
+
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
@@ -175,8 +195,7 @@ def evaluate(
         ytr, train_pred["pd"].to_numpy(dtype=float), bins).items()}
     metrics["score_psi"] = psi(train_pred["margin"], test_pred["margin"], psi_bins)
     grades = grade_table(y, p, test_pred["grade"].to_numpy(), scale, asset_correlation)
-    metrics["grades_inside_999"] = float(grades["inside_999"].fillna(True).all())
-    metrics["grades_outside_999"] = float((~grades["inside_999"].fillna(True).astype(bool)).sum())
+    metrics |= grade_counts(grades)
     if "inside_999_corr" in grades:
         metrics["grades_outside_999_corr"] = float(
             (~grades["inside_999_corr"].fillna(True).astype(bool)).sum())

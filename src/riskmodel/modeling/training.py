@@ -1,12 +1,40 @@
 """Training: the snapshot panel, an out-of-time split, a LightGBM model of 12-month
 deterioration, its calibration and master scale.
 
-The split is out of time. The latest ``test_dates`` labelled as-of dates are the test set; the
-``validation_dates`` before them (early stopping and calibration) and the training dates
-before those are taken so that, with ``embargo`` on, no label window of a training or
-validation row reaches past the first test as-of date: the model never learns from outcomes
-that happen inside the period it is tested on. With a single as-of date the split is a holdout grouped by
-buyer (a stable hash of ``buyer_id``), so no buyer is on both sides.
+The split (:func:`split_panel`) is out of time whenever the panel has two labelled as-of
+dates, and adapts to short histories in a fixed order, recording each choice in
+:attr:`Split.notes`:
+
+1. **Test set**: the latest ``test_dates`` labelled as-of dates. With ``embargo`` on, only
+   as-of dates whose label window ends by the first test date may be fitted on; when no such
+   date is left, fewer test dates (down to 1) are taken; when even one test date leaves none,
+   the embargo is dropped (said in the notes) and the test set is the latest
+   ``min(test_dates, dates - 1)`` dates.
+2. **Validation by date** (``kind == "out_of_time"``), when two or more dates are left to fit
+   on: the latest ``v`` of them, ``v`` from ``validation_dates`` down to 1 and never more than
+   half of them. With ``embargo`` on, training takes only dates whose label window ends by
+   the first validation date (a gap, so that the same buyer's outcome is never in both), and
+   needs at least ``v`` of them; when no ``v`` allows a gap, training takes every earlier date
+   and the notes say the windows overlap.
+3. **Validation by buyer** (``kind == "out_of_time_buyer_valid"``), when one date is left to
+   fit on: a holdout of ``holdout_share`` of the buyers (a stable hash of ``buyer_id``) on the
+   fitting dates, no buyer on both sides.
+4. **Buyer holdout** (``kind == "buyer_holdout"``), with a single labelled as-of date: test
+   and validation are holdouts of buyers on that date; not out of time (said in the notes).
+
+The minimum history for an out-of-time split is therefore two labelled as-of dates. With
+snapshots every quarter (month), ``history_days`` of history before the first as-of date and
+a ``horizon_days`` label window, a book whose ``observed_until`` is at least
+:func:`min_book_days` days after its first invoice always has them: 365 + 365 + 183 = 913 days
+for the defaults (every book of 30 calendar months; 791 days, 26 months, monthly).
+
+Before fitting, each feature is checked for stability across the panel's dates
+(:func:`feature_stability`): a feature with no information on the training rows (missing on
+every training date, or a single value), or whose PSI between the earliest training dates and
+the test dates exceeds ``train.max_feature_psi``, is left out of learning (blank in the
+training matrix, so no tree uses it; it stays a model input, so a features file scores
+unchanged). A feature under a ``train.monotone`` constraint is never left out for drift: it is
+kept and reported.
 """
 
 from __future__ import annotations
@@ -22,6 +50,7 @@ import pandas as pd
 
 from riskmodel.features import CATEGORICAL, ID_COLUMNS
 from riskmodel.modeling.calibration import Calibrator
+from riskmodel.modeling.evaluation import psi
 from riskmodel.modeling.masterscale import MasterScale
 from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix
 from riskmodel.params import Params
@@ -63,6 +92,17 @@ def trainable(panel: pd.DataFrame) -> pd.Series:
     return (~panel["in_default"].astype(bool)) & panel[TARGET].notna()
 
 
+KINDS = ("out_of_time", "out_of_time_buyer_valid", "buyer_holdout")
+
+#: the longest span of two consecutive snapshot periods, less a day: a closed window of this
+#: many days always holds two period ends (Jun 30 -> Sep 30 -> Dec 31 is 184 days; Jun 30 ->
+#: Jul 31 -> Aug 31 and Nov 30 -> Dec 31 -> Jan 31 are 62)
+TWO_PERIODS_DAYS = {"quarterly": 183, "monthly": 61}
+DAYS_PER_MONTH = 365.25 / 12
+#: quantile bins of the PSI in the feature stability check
+STABILITY_PSI_BINS = 10
+
+
 @dataclass
 class Split:
     kind: str
@@ -70,6 +110,14 @@ class Split:
     valid: pd.DataFrame
     test: pd.DataFrame
     dates: dict[str, list[str]] = field(default_factory=dict)
+    #: what the split chose where the configured one was impossible, and what that costs
+    notes: list[str] = field(default_factory=list)
+    #: no label window of a training or validation row ends after the first test date
+    test_embargo: bool = False
+    #: "dates" (later as-of dates) or "buyers" (a buyer-grouped holdout)
+    validation: str = "dates"
+    #: validation by dates: no training label window ends after the first validation date
+    validation_gap: bool | None = None
 
     def summary(self) -> dict[str, Any]:
         def part(f: pd.DataFrame) -> dict[str, Any]:
@@ -77,46 +125,176 @@ class Split:
             return {"rows": len(f), "bads": int(y.sum()), "bad_rate": float(y.mean())}
 
         return {"kind": self.kind, "dates": self.dates, "train": part(self.train),
-                "valid": part(self.valid), "test": part(self.test)}
+                "valid": part(self.valid), "test": part(self.test),
+                "test_embargo": self.test_embargo, "validation": self.validation,
+                "validation_gap": self.validation_gap, "notes": list(self.notes)}
+
+
+def min_book_days(params: Params, frequency: str | None = None) -> int | None:
+    """Days from the first invoice to ``observed_until`` that always give two labelled as-of
+    dates (the least for an out-of-time split) with the snapshot frequency (the params' one
+    unless given), ``snapshots.history_days`` and ``label.horizon_days``; None for listed
+    snapshot dates."""
+    freq = frequency or params.snapshots.frequency
+    if freq is None:
+        return None
+    return params.snapshots.history_days + params.label.horizon_days + TWO_PERIODS_DAYS[freq]
+
+
+def _months(days: float) -> int:
+    return int(np.ceil(days / DAYS_PER_MONTH - 1e-9))
+
+
+def _minimum_text(params: Params) -> str:
+    days = min_book_days(params)
+    if days is None:
+        return "add snapshot dates whose label windows end by observed_until, or history"
+    sp = params.snapshots
+    text = (f"with snapshots.frequency {sp.frequency}, snapshots.history_days "
+            f"{sp.history_days} and label.horizon_days {params.label.horizon_days}, a book of "
+            f"at least {days} days (about {_months(days)} months) from first invoice to "
+            "observed_until always has them: add history")
+    if sp.frequency == "quarterly":
+        text += (" or use snapshots.frequency: monthly (at least "
+                 f"{min_book_days(params, 'monthly')} days)")
+    return text
+
+
+def _iso(ds: list[pd.Timestamp]) -> list[str]:
+    return [d.date().isoformat() for d in ds]
+
+
+def _buyer_unit(rows: pd.DataFrame) -> np.ndarray:
+    """A number in [0, 1) per row from a stable hash of its buyer_id."""
+    bucket = pd.util.hash_array(rows["buyer_id"].astype("str").to_numpy(dtype=object))
+    return np.asarray((bucket % np.uint64(10_000)).astype(float) / 10_000)
+
+
+def _no_labels_message(panel: pd.DataFrame, params: Params) -> str:
+    h = params.label.horizon_days
+    all_dates = sorted(pd.Timestamp(d) for d in panel["as_of"].unique())
+    if not all_dates:
+        return "no rows: the panel is empty"
+    msg = (f"no labelled rows: the {h}-day label window of every as-of date "
+           f"({len(all_dates)} dates, {all_dates[0].date()}..{all_dates[-1].date()}) passes "
+           "observed_until (or every buyer is in default). An out-of-time split needs two "
+           "labelled as-of dates")
+    if len(all_dates) >= 2:
+        need = (all_dates[1] + pd.Timedelta(days=h)).date()
+        msg += f": here data observed to at least {need} (the second as-of date + {h} days)"
+    return msg + "; " + _minimum_text(params)
+
+
+def _test_dates(ts: list[pd.Timestamp], params: Params, notes: list[str]
+                ) -> tuple[list[pd.Timestamp], list[pd.Timestamp], bool]:
+    """Test dates, the dates that may be fitted on, and whether the test is embargoed."""
+    tp = params.train
+    horizon = pd.Timedelta(days=params.label.horizon_days)
+    h = params.label.horizon_days
+    most = min(tp.test_dates, len(ts) - 1)
+    if tp.embargo:
+        for k in range(most, 0, -1):
+            test = ts[-k:]
+            fit = [d for d in ts[:-k] if d + horizon <= test[0]]
+            if fit:
+                if k < tp.test_dates:
+                    notes.append(
+                        f"{k} test date(s) instead of train.test_dates={tp.test_dates}: with "
+                        f"more, no earlier as-of date's {h}-day label window ends by the first "
+                        "test date (embargo)")
+                return test, fit, True
+        test = ts[-most:]
+        span = (ts[-1] - ts[0]).days
+        notes.append(
+            f"no embargo: the labelled as-of dates span {span} days "
+            f"({ts[0].date()}..{ts[-1].date()}), and no as-of date before the test set has a "
+            f"{h}-day label window that ends by the first test date {test[0].date()}: training "
+            "labels overlap the test period, so the test is optimistic. An embargoed test "
+            f"(one test date) needs labelled as-of dates spanning at least {h} days: about "
+            f"{_months(h - span)} more months of history")
+    else:
+        test = ts[-most:]
+        notes.append("no embargo and no gap (train.embargo: false): training label "
+                     "windows may reach into the validation and test periods")
+    if most < tp.test_dates:
+        notes.append(f"{most} test date(s) instead of train.test_dates={tp.test_dates}: only "
+                     f"{len(ts)} labelled as-of dates")
+    return test, ts[:-most], False
 
 
 def split_panel(panel: pd.DataFrame, params: Params) -> Split:
+    """The split of the labelled, live rows of the panel (see the module docstring for the
+    order in which it adapts to short histories)."""
     tp = params.train
     rows = panel.loc[trainable(panel)]
-    dates = sorted(rows["as_of"].unique())
-    if not dates:
-        raise TrainingError("no labelled rows: every as-of date's window passes observed_until")
-    if len(dates) == 1:
-        bucket = pd.util.hash_array(rows["buyer_id"].astype("str").to_numpy(dtype=object))
-        u = (bucket % np.uint64(10_000)).astype(float) / 10_000
-        test = u < tp.holdout_share
-        valid = (u >= tp.holdout_share) & (u < 2 * tp.holdout_share)
-        day = [pd.Timestamp(dates[0]).date().isoformat()]
+    ts = sorted(pd.Timestamp(d) for d in rows["as_of"].unique())
+    if not ts:
+        raise TrainingError(_no_labels_message(panel, params))
+    notes: list[str] = []
+    share = tp.holdout_share
+    if len(ts) == 1:
+        u = _buyer_unit(rows)
+        test = u < share
+        valid = (u >= share) & (u < 2 * share)
+        day = _iso(ts)
+        later = sorted(pd.Timestamp(d) for d in panel["as_of"].unique() if d > ts[0])
+        need = (f"data observed to at least "
+                f"{(later[0] + pd.Timedelta(days=params.label.horizon_days)).date()}, when "
+                f"the as-of date {later[0].date()} is labelled" if later else "more history")
+        notes.append(
+            f"one labelled as-of date ({ts[0].date()}): the test set is a holdout of "
+            f"{share:.0%} of the buyers on that date, not out of time; an out-of-time test "
+            f"needs a second labelled as-of date: {need}; {_minimum_text(params)}")
         return Split("buyer_holdout", rows[~test & ~valid], rows[valid], rows[test],
-                     {"train": day, "valid": day, "test": day})
+                     {"train": day, "valid": day, "test": day}, notes, False, "buyers", None)
 
     horizon = pd.Timedelta(days=params.label.horizon_days)
-    ts = [pd.Timestamp(d) for d in dates]
-    test_d = ts[-tp.test_dates:]
-    fit_d = [d for d in ts if d < test_d[0] and (not tp.embargo or d + horizon <= test_d[0])]
-    valid_d = fit_d[-tp.validation_dates:]
-    train_d = fit_d[: -tp.validation_dates]
-    if len(valid_d) < tp.validation_dates or not train_d:
-        raise TrainingError(
-            f"not enough labelled as-of dates for an out-of-time split: {len(dates)} dates "
-            f"({ts[0].date()}..{ts[-1].date()}); need {tp.test_dates} test dates, and "
-            f"{tp.validation_dates} validation dates with training dates before them"
-            + (f" whose {params.label.horizon_days}-day label windows end by the first test "
-               "date (embargo)" if tp.embargo else "")
-            + ": add history, use more snapshot dates, or set train.embargo: false"
-        )
+    test_d, fit_d, embargoed = _test_dates(ts, params, notes)
 
     def pick(ds: list[pd.Timestamp]) -> pd.DataFrame:
         return rows[rows["as_of"].isin(ds)]
 
-    iso = {k: [d.date().isoformat() for d in v]
-           for k, v in (("train", train_d), ("valid", valid_d), ("test", test_d))}
-    return Split("out_of_time", pick(train_d), pick(valid_d), pick(test_d), iso)
+    if len(fit_d) >= 2:
+        most = min(tp.validation_dates, len(fit_d) // 2)
+        chosen: tuple[list[pd.Timestamp], list[pd.Timestamp]] | None = None
+        gap: bool | None = None
+        if tp.embargo:
+            for v in range(most, 0, -1):
+                valid_d = fit_d[-v:]
+                train_d = [d for d in fit_d[:-v] if d + horizon <= valid_d[0]]
+                if len(train_d) >= v:
+                    chosen, gap = (train_d, valid_d), True
+                    break
+        if chosen is None:
+            chosen, gap = (fit_d[:-most], fit_d[-most:]), False
+            if tp.embargo:
+                notes.append(
+                    f"no gap between training and validation: the {len(fit_d)} as-of dates "
+                    f"before the test set ({fit_d[0].date()}..{fit_d[-1].date()}) are too few "
+                    f"for training dates whose {params.label.horizon_days}-day label windows "
+                    "end by the first validation date; the same buyers' outcomes can be in "
+                    "both, so early stopping and calibration see some training outcomes")
+        train_d, valid_d = chosen
+        if len(valid_d) < tp.validation_dates:
+            notes.append(
+                f"{len(valid_d)} validation date(s) instead of train.validation_dates="
+                f"{tp.validation_dates}: at most half of the {len(fit_d)} as-of dates before "
+                "the test set"
+                + (f", with {len(train_d)} training date(s) whose label windows end by the "
+                   "first validation date (gap)" if gap else ""))
+        iso = {"train": _iso(train_d), "valid": _iso(valid_d), "test": _iso(test_d)}
+        return Split("out_of_time", pick(train_d), pick(valid_d), pick(test_d), iso, notes,
+                     embargoed, "dates", gap)
+
+    fit = pick(fit_d)
+    in_valid = _buyer_unit(fit) < share
+    notes.append(
+        f"validation by buyer: one as-of date before the test set ({fit_d[0].date()}), so "
+        f"early stopping and calibration use a holdout of {share:.0%} of its buyers (stable "
+        "hash of buyer_id), not later dates; no buyer is in both")
+    iso = {"train": _iso(fit_d), "valid": _iso(fit_d), "test": _iso(test_d)}
+    return Split("out_of_time_buyer_valid", fit[~in_valid], fit[in_valid], pick(test_d), iso,
+                 notes, embargoed, "buyers", None)
 
 
 def feature_spec(panel: pd.DataFrame, params: Params) -> FeatureSpec:
@@ -175,23 +353,152 @@ def lgb_params(params: Params, monotone: list[int], y_train: np.ndarray) -> dict
     return out
 
 
+def _monotone_names(names: list[str], params: Params) -> set[str]:
+    return {n for n in names
+            if any(fnmatch.fnmatchcase(n, pat) for pat in params.train.monotone)}
+
+
+def _psi_ready(col: pd.Series) -> pd.Series:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.astype(object)
+    return col
+
+
+def feature_stability(split: Split, spec: FeatureSpec, params: Params) -> pd.DataFrame:
+    """One row per model feature: its missing share on the training as-of date where it is
+    most present (``missing_share_train``: 1.0 is missing on every training date), on the
+    test rows, the number of distinct values on the training rows, the PSI between the
+    earliest training dates (as many as there are test dates) and the test dates, and
+    ``reason``, why it is left out of learning (None when kept):
+
+    * ``missing_in_training`` / ``constant_in_training``: no information on the training
+      rows (the trees could not use it; its values at scoring would be unknown ground);
+    * ``psi``: PSI above ``train.max_feature_psi`` (not for ``train.monotone`` features,
+      which are kept and flagged ``drift_kept``).
+    """
+    tp = params.train
+    train, test = split.train, split.test
+    names = spec.names
+    train_dates = sorted(train["as_of"].unique())
+    n_ref = max(len(split.dates.get("test", [])), 1)
+    ref = train[train["as_of"].isin(train_dates[:n_ref])]
+    missing_by_date = train[names].isna().groupby(train["as_of"]).mean()
+    mono = _monotone_names(names, params)
+    rows = []
+    for name in names:
+        miss_train = float(missing_by_date[name].min()) if len(missing_by_date) else 1.0
+        miss_test = float(test[name].isna().mean()) if len(test) else float("nan")
+        distinct = int(train[name].nunique(dropna=False))
+        value = psi(_psi_ready(ref[name]), _psi_ready(test[name]), STABILITY_PSI_BINS)
+        reason: str | None = None
+        drift_kept = False
+        if miss_train == 1.0:
+            reason = "missing_in_training"
+        elif distinct <= 1:
+            reason = "constant_in_training"
+        elif tp.max_feature_psi is not None and value > tp.max_feature_psi:
+            if name in mono:
+                drift_kept = True
+            else:
+                reason = "psi"
+        rows.append({"feature": name, "missing_share_train": round(miss_train, 6),
+                     "missing_share_test": round(miss_test, 6),
+                     "distinct_train": distinct, "psi": round(value, 6),
+                     "monotone": name in mono, "reason": reason, "drift_kept": drift_kept})
+    return pd.DataFrame(rows, columns=["feature", "missing_share_train", "missing_share_test",
+                                       "distinct_train", "psi", "monotone", "reason",
+                                       "drift_kept"])
+
+
+def _stability_notes(checks: pd.DataFrame, params: Params, ref: list[str]) -> list[str]:
+    notes = []
+    limit = params.train.max_feature_psi
+    for r in checks.itertuples():
+        mono = " (a train.monotone feature)" if r.monotone else ""
+        if r.reason == "missing_in_training":
+            notes.append(f"left out {r.feature}{mono}: missing on every training date, "
+                         f"missing in {r.missing_share_test:.0%} of test rows")
+        elif r.reason == "constant_in_training":
+            notes.append(f"left out {r.feature}{mono}: a single value on the training rows")
+        elif r.reason == "psi":
+            notes.append(f"left out {r.feature}: PSI {r.psi:.2f} between the training dates "
+                         f"{', '.join(ref)} and the test dates (train.max_feature_psi {limit})")
+        elif r.drift_kept:
+            notes.append(f"kept {r.feature} although its PSI {r.psi:.2f} exceeds "
+                         f"train.max_feature_psi {limit}: it is a train.monotone feature "
+                         "(list it in train.exclude_features to leave it out)")
+    return notes
+
+
 @dataclass
 class TrainResult:
     model: RiskModel
     split: Split
     best_iteration: int
     lgb_params: dict[str, Any]
+    #: trees grown before early stopping (before truncation to ``best_iteration``)
+    trees_grown: int = 0
+    #: early stopping did not trigger before ``train.n_estimators``
+    hit_tree_cap: bool = False
+    #: the feature checks of :func:`feature_stability`
+    stability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: features listed in ``train.exclude_features`` (not model inputs at all)
+    params_excluded: list[str] = field(default_factory=list)
+    #: the PSI reference: the earliest training dates
+    psi_reference_dates: list[str] = field(default_factory=list)
+    max_feature_psi: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def excluded_features(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"feature": f, "reason": "train.exclude_features", "model_input": False}
+            for f in self.params_excluded]
+        if len(self.stability):
+            for r in self.stability[self.stability["reason"].notna()].to_dict("records"):
+                out.append({"feature": r["feature"], "reason": r["reason"],
+                            "missing_share_train": r["missing_share_train"],
+                            "missing_share_test": r["missing_share_test"],
+                            "distinct_train": r["distinct_train"], "psi": r["psi"],
+                            "monotone": bool(r["monotone"]), "model_input": True})
+        return out
 
     def metadata(self) -> dict[str, Any]:
+        kept = []
+        if len(self.stability):
+            kept = [{"feature": r["feature"], "psi": r["psi"]}
+                    for r in self.stability[self.stability["drift_kept"]].to_dict("records")]
         return {
             "split": self.split.summary(),
             "best_iteration": self.best_iteration,
+            "trees_grown": self.trees_grown,
+            "hit_tree_cap": self.hit_tree_cap,
             "n_features": len(self.model.spec.names),
+            "excluded_features": self.excluded_features(),
+            "drifting_features_kept": kept,
+            "feature_stability": {
+                "max_feature_psi": self.max_feature_psi,
+                "psi_reference_dates": self.psi_reference_dates,
+                "psi_test_dates": self.split.dates.get("test", []),
+            },
             "n_leaves_total": int(sum(t["num_leaves"] for t in
                                       self.model.booster.dump_model()["tree_info"])),
             "trained_at_as_of": max(self.split.dates.get("train", ["?"])),
+            "notes": list(self.notes),
             "created": dt.date.today().isoformat(),
         }
+
+
+class _TreeCount:
+    """LightGBM callback: the number of boosting rounds run (the booster that ``lgb.train``
+    returns keeps only the trees up to the best iteration)."""
+
+    order = 10  # before early stopping (30), which ends training by raising
+
+    def __init__(self) -> None:
+        self.trees = 0
+
+    def __call__(self, env: Any) -> None:
+        self.trees = env.iteration + 1
 
 
 def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) -> TrainResult:
@@ -205,21 +512,43 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
                                 f"{len(y)} rows)")
     spec = feature_spec(split.train, params)
     mono = monotone_vector(spec, params)
+    checks = feature_stability(split, spec, params)
+    left_out = [spec.names.index(f) for f in checks.loc[checks["reason"].notna(), "feature"]]
+    if len(left_out) == len(spec.names):
+        raise TrainingError("every feature is left out by the stability checks: "
+                            + "; ".join(_stability_notes(checks, params, [])))
     x_tr, y_tr = design_matrix(split.train, spec), split.train[TARGET].to_numpy(dtype=float)
+    x_tr[:, left_out] = np.nan  # no information: no tree can split on these
     x_va, y_va = design_matrix(split.valid, spec), split.valid[TARGET].to_numpy(dtype=float)
     cat_idx = [spec.names.index(c) for c in spec.categories]
     prm = lgb_params(params, mono, y_tr)
     d_tr = lgb.Dataset(x_tr, y_tr, feature_name=spec.names, categorical_feature=cat_idx,
                        free_raw_data=False)
     d_va = lgb.Dataset(x_va, y_va, reference=d_tr)
+    tp = params.train
+    grown = _TreeCount()
     booster = lgb.train(
-        prm, d_tr, num_boost_round=params.train.n_estimators, valid_sets=[d_va],
+        prm, d_tr, num_boost_round=tp.n_estimators, valid_sets=[d_va],
         valid_names=["valid"],
-        callbacks=[lgb.early_stopping(params.train.early_stopping_rounds, verbose=False)],
+        callbacks=[grown, lgb.early_stopping(tp.early_stopping_rounds, verbose=False)],
     )
-    best = booster.best_iteration or params.train.n_estimators
+    best = booster.best_iteration or tp.n_estimators
+    # early stopping fires ``early_stopping_rounds`` after the best iteration: it did not
+    # when that point lies beyond the cap
+    capped = grown.trees >= tp.n_estimators and best + tp.early_stopping_rounds > tp.n_estimators
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
     margin_va = np.asarray(booster.predict(x_va, raw_score=True), dtype=np.float64)
     cal = Calibrator(params.calibration.method).fit(margin_va, y_va)
     scale = MasterScale(params.master_scale.upper_bounds)
-    return TrainResult(RiskModel(booster, cal, scale, spec), split, best, prm)
+    train_dates = split.dates.get("train", [])
+    ref = sorted(set(train_dates))[:max(len(split.dates.get("test", [])), 1)]
+    notes = [*split.notes, *_stability_notes(checks, params, ref)]
+    if capped:
+        notes.append(
+            f"early stopping did not trigger within train.n_estimators={tp.n_estimators} trees "
+            f"(best validation iteration {best}, train.early_stopping_rounds="
+            f"{tp.early_stopping_rounds}): the validation metric may still improve; raise "
+            "train.n_estimators or train.learning_rate")
+    return TrainResult(RiskModel(booster, cal, scale, spec), split, best,
+                       prm, grown.trees, capped, checks, sorted(tp.exclude_features), ref,
+                       tp.max_feature_psi, notes)
