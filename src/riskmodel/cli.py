@@ -364,3 +364,38 @@ def promote(
         typer.echo(f"{name} version {decision.challenger} not promoted: failed {failed}")
         if strict:
             raise typer.Exit(1)
+
+
+@app.command()
+def backtest(
+    data: DataArg,
+    cuts: Annotated[int, typer.Option("--cuts", min=1, help="How many of the last snapshot "
+                                                            "dates with an observed outcome "
+                                                            "window to cut at.")] = 3,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", help="Write backtest.csv and backtest.json here.")] = None,
+    truth: Annotated[Path | None, typer.Option(
+        "--truth", help="truth.parquet of a synthetic world: adds the oracle figures.")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Walk-forward backtest: train on the book as it stood at each cut, judge the next year."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from riskmodel import pipeline
+
+    prm = _params(params)
+    with _stage() as tick, pipeline.open_book(data, prm, progress=tick) as book:
+        res = pipeline.backtest(book, prm, cuts=cuts, truth=truth, out_dir=out_dir,
+                                progress=tick)
+    table = Table(title="Walk-forward backtest")
+    cols = ["cut", "buyers", "bad_rate", "mean_pd", "pd_to_observed", "auc", "ece",
+            "auc_to_oracle", "pd_to_true"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in res.table.to_dict("records"):
+        table.add_row(*[f"{r[c]:,}" if c == "buyers" else
+                        (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])) for c in cols])
+    Console().print(table)
+    typer.echo(f"backtest over {len(res.table)} cut(s)"
+               + (f"; wrote {', '.join(str(f) for f in res.files)}" if res.files else ""))

@@ -637,3 +637,117 @@ def promote(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
     return decision
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+@dataclass
+class BacktestResult:
+    table: pd.DataFrame
+    summary: dict[str, float]
+    files: list[Path]
+
+
+def cut_dates(book: Book, params: Params, cuts: int) -> list[dt.date]:
+    """The last ``cuts`` snapshot dates whose outcome window is observed in the book."""
+    horizon = dt.timedelta(days=params.label.horizon_days)
+    usable = [d for d in as_of_dates(book, params) if d + horizon <= book.observed_until]
+    if not usable:
+        raise PipelineError(f"no snapshot date of {book.path} has its {horizon.days}-day "
+                            f"outcome window observed by {book.observed_until}: a backtest "
+                            "needs more history")
+    return usable[-cuts:]
+
+
+def _outcomes(book: Book, cut: dt.date, params: Params) -> pd.DataFrame:
+    """The contract labels at ``cut`` from the whole book (what happened after it)."""
+    from riskmodel.features.labels import labels_table, labels_to_pandas
+
+    parts = [labels_table(book.read("invoices", k, ["buyer_id", "issue_date", "due_date",
+                                                   "paid_date"]),
+                          book.read("events", k, ["buyer_id", "event_date"]), [cut],
+                          book.observed_until, params.label.horizon_days,
+                          params.label.dpd_threshold)
+             for k in range(book.n_buckets)]
+    return labels_to_pandas(pa.concat_tables(parts))
+
+
+def backtest(
+    book: Book,
+    params: Params,
+    *,
+    cuts: int = 3,
+    truth: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Walk-forward backtest: for each of the last ``cuts`` snapshot dates whose outcome
+    window is observed, the book is cut to what was known that day (``observed_until`` = the
+    cut), features, labels and the model are built on it with these params exactly as the
+    pipeline builds them, every live buyer at the cut is scored, and the scores are judged on
+    the outcomes in ``(cut, cut + horizon]``. Costs one training per cut."""
+    from riskmodel.data.book import CutBook
+    from riskmodel.modeling.backtest import COLUMNS, cut_figures, summary
+    from riskmodel.modeling.training import TrainingError, train_model
+
+    if cuts < 1:
+        raise PipelineError(f"--cuts must be at least 1, got {cuts}")
+    truth_frame = _read_truth(truth) if truth is not None else None
+    chosen = cut_dates(book, params, cuts)
+    rows = []
+    for i, cut in enumerate(chosen):
+        cb = CutBook(book, cut)
+        with tempfile.TemporaryDirectory() as tmp:
+            f = features(cb, Path(tmp) / "features.parquet", params)
+            lab = labels(cb, Path(tmp) / "labels.parquet", params)
+            feats, labs = read_features(f.path), read_labels(lab.path)
+        try:
+            result = train_model(feats, labs, params)
+        except TrainingError as exc:
+            raise PipelineError(f"cut {cut}: {exc}") from exc
+        at = pd.Timestamp(cut)
+        live = feats[(feats["as_of"] == at) & (feats["status"] == "active")]
+        scored = live[["buyer_id"]].assign(pd=result.model.predict(live)["pd"].to_numpy())
+        judged = scored.merge(_outcomes(book, cut, params)[["buyer_id", "bad"]],
+                              on="buyer_id", how="left", validate="one_to_one")
+        judged = judged[judged["bad"].notna()]
+        pd_true = None
+        if truth_frame is not None:
+            t = truth_frame[truth_frame["as_of"] == at][["buyer_id", "pd_true"]]
+            judged = judged.merge(t, on="buyer_id", how="left", validate="one_to_one")
+            if judged["pd_true"].isna().any():
+                raise PipelineError(f"{truth}: no pd_true for {int(judged['pd_true'].isna().sum())}"
+                                    f" buyers at {cut} (is this the truth of the same world?)")
+            pd_true = judged["pd_true"].to_numpy()
+        fig = cut_figures(judged["bad"].astype(float).to_numpy(), judged["pd"].to_numpy(),
+                          pd_true, params.evaluate.ece_bins)
+        meta = result.metadata()
+        fig.update(cut=cut.isoformat(), train_rows=meta["split"]["train"]["rows"],
+                   trees=meta["best_iteration"])
+        rows.append(fig)
+        _tick(progress, "backtest", i + 1, len(chosen))
+    table = pd.DataFrame(rows)[list(COLUMNS)]
+    summ = summary(table)
+    files: list[Path] = []
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "backtest.csv", index=False)
+        (out / "backtest.json").write_text(json.dumps(
+            {k: round(v, 6) for k, v in summ.items()}, indent=2, sort_keys=True) + "\n")
+        files = [out / "backtest.csv", out / "backtest.json"]
+    return BacktestResult(table, summ, files)
+
+
+def _read_truth(path: str | Path) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise PipelineError(f"{path}: no such file (--truth is the truth.parquet of a "
+                            "synthetic world)")
+    try:
+        t = pd.read_parquet(path, columns=["buyer_id", "as_of", "pd_true"])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise PipelineError(f"{path}: cannot read buyer_id, as_of, pd_true: {exc}") from exc
+    t["as_of"] = pd.to_datetime(t["as_of"]).astype("datetime64[s]")
+    t["buyer_id"] = t["buyer_id"].astype("str")
+    return t

@@ -1,0 +1,53 @@
+"""Walk-forward backtest figures: a model trained on the data as they stood at a cut date,
+scored on the live buyers at the cut, judged on their outcomes in the following horizon.
+
+The figures of one cut: discrimination (AUC), calibration against outcomes (ECE, mean PD over
+the observed bad rate) and, on a synthetic world, against the truth (the oracle AUC of
+``pd_true``, and mean PD over mean ``pd_true``: one year's outcomes are luck that no model
+escapes, the truth is not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from riskmodel.modeling.evaluation import discrimination, ece
+
+#: columns of the backtest table, in order
+COLUMNS = ("cut", "buyers", "bads", "bad_rate", "mean_pd", "pd_to_observed", "auc", "ece",
+           "oracle_auc", "auc_to_oracle", "mean_pd_true", "pd_to_true", "oracle_ece",
+           "train_rows", "trees")
+
+
+def cut_figures(y: np.ndarray, pd_: np.ndarray, pd_true: np.ndarray | None = None,
+                bins: int = 10) -> dict[str, Any]:
+    """The figures of one cut (see the module docstring)."""
+    y = np.asarray(y, dtype=float)
+    pd_ = np.asarray(pd_, dtype=float)
+    out: dict[str, Any] = {"buyers": len(y), "bads": int(y.sum()),
+                           "bad_rate": float(y.mean()) if len(y) else float("nan"),
+                           "mean_pd": float(pd_.mean()) if len(y) else float("nan")}
+    out["pd_to_observed"] = out["mean_pd"] / out["bad_rate"] if out["bad_rate"] else float("nan")
+    both = 0 < y.sum() < len(y)
+    out["auc"] = discrimination(y, pd_, bins)["auc"] if both else float("nan")
+    out["ece"] = ece(y, pd_, bins) if len(y) else float("nan")
+    for k in ("oracle_auc", "auc_to_oracle", "mean_pd_true", "pd_to_true", "oracle_ece"):
+        out[k] = float("nan")
+    if pd_true is not None:
+        t = np.asarray(pd_true, dtype=float)
+        out["mean_pd_true"] = float(t.mean())
+        out["pd_to_true"] = out["mean_pd"] / out["mean_pd_true"]
+        out["oracle_ece"] = ece(y, t, bins)
+        if both:
+            out["oracle_auc"] = discrimination(y, t, bins)["auc"]
+            out["auc_to_oracle"] = out["auc"] / out["oracle_auc"]
+    return out
+
+
+def summary(table: pd.DataFrame) -> dict[str, float]:
+    """Means over the cuts of the headline figures (for metrics files and MLflow)."""
+    keys = ("auc", "auc_to_oracle", "ece", "pd_to_observed", "pd_to_true")
+    return {f"backtest_{k}_mean": float(table[k].mean()) for k in keys if table[k].notna().any()}
