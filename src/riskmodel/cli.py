@@ -369,9 +369,9 @@ def promote(
 @app.command()
 def backtest(
     data: DataArg,
-    cuts: Annotated[int, typer.Option("--cuts", min=1, help="How many of the last snapshot "
-                                                            "dates with an observed outcome "
-                                                            "window to cut at.")] = 3,
+    cuts: Annotated[int | None, typer.Option(
+        "--cuts", min=1, help="How many of the last snapshot dates with an observed outcome "
+                              "window to cut at (default: backtest.cuts).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out-dir", help="Write backtest.csv and backtest.json here.")] = None,
     truth: Annotated[Path | None, typer.Option(
@@ -386,7 +386,8 @@ def backtest(
 
     prm = _params(params)
     with _stage() as tick, pipeline.open_book(data, prm, progress=tick) as book:
-        res = pipeline.backtest(book, prm, cuts=cuts, truth=truth, out_dir=out_dir,
+        res = pipeline.backtest(book, prm, cuts=cuts or prm.backtest.cuts, truth=truth,
+                                out_dir=out_dir,
                                 progress=tick)
     table = Table(title="Walk-forward backtest")
     cols = ["cut", "buyers", "bad_rate", "mean_pd", "pd_to_observed", "auc", "ece",

@@ -153,6 +153,13 @@ class RegistryParams(_Strict):
     experiment: str = "buyer-risk"
 
 
+class BacktestParams(_Strict):
+    """The walk-forward backtest: how many of the last snapshot dates with an observed
+    outcome window to cut at (one training each)."""
+
+    cuts: int = Field(default=3, ge=1)
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     book: BookParams = BookParams()
@@ -165,6 +172,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
     registry: RegistryParams = RegistryParams()
+    backtest: BacktestParams = BacktestParams()
 
 
 class ParamsError(ValueError):
