@@ -211,13 +211,44 @@ def test_missing_column_names_file_and_column(tmp_path: Path, broken_raw: Path) 
     assert not (tmp_path / "book").exists()
 
 
-def test_a_book_replaces_only_a_book(tmp_path: Path) -> None:
+def test_a_book_replaces_only_a_book(tmp_path: Path, broken_raw: Path) -> None:
     folder = tmp_path / "precious"
     folder.mkdir()
     (folder / "thesis.txt").write_text("do not delete")
-    with pytest.raises(BookError, match="not a book"):
+    with pytest.raises(BookError, match="holds more than a riskmodel book"):
         BookWriter(folder, 2)
     assert (folder / "thesis.txt").read_text() == "do not delete"
+    # another program's manifest.json does not make a folder a book
+    web = tmp_path / "webapp"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "my extension"}')
+    (web / "app.js").write_text("console.log(1)")
+    with pytest.raises(BookError, match="holds more than a riskmodel book"):
+        build_book(broken_raw, web, today=TODAY)
+    assert (web / "app.js").exists()
+    # a book is replaced by a book, but not when the user put files into it
+    build_book(broken_raw, tmp_path / "book", n_buckets=2, today=TODAY)
+    build_book(broken_raw, tmp_path / "book", n_buckets=3, today=TODAY)
+    assert Book(tmp_path / "book").n_buckets == 3
+    (tmp_path / "book" / "notes.txt").write_text("mine")
+    with pytest.raises(BookError, match="holds more than a riskmodel book"):
+        build_book(broken_raw, tmp_path / "book", n_buckets=2, today=TODAY)
+    assert (tmp_path / "book" / "notes.txt").read_text() == "mine"
+
+
+def test_a_column_named_twice_in_a_csv_header_is_an_error(tmp_path: Path,
+                                                          broken_raw: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in broken_raw.iterdir():
+        (raw / f.name).write_bytes(f.read_bytes())
+    text = (raw / "invoices.csv").read_text().split("\n", 1)
+    (raw / "invoices.csv").write_text(text[0].replace(",paid_date,", ",due_date,") + "\n"
+                                      + text[1])
+    with pytest.raises(ContractError, match="invoices.csv: column due_date: duplicate column"):
+        build_book(raw, tmp_path / "book", today=TODAY)
+    with pytest.raises(ContractError, match="invoices.csv: column due_date: duplicate column"):
+        load_dataset(str(raw), today=TODAY)
 
 
 def test_not_a_book_is_a_clear_error(tmp_path: Path) -> None:

@@ -273,7 +273,7 @@ def test_every_command_fails_above_the_reject_limit(tmp_path) -> None:
 
 def test_cli_features_for_a_buyers_file(book, full, tmp_path) -> None:
     ids = sorted(full["buyer_id"].unique())[5:9]
-    (tmp_path / "ids.txt").write_text("\n".join(f"  {i}  " for i in ids) + "\n\n")
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n\n")
     params = tmp_path / "params.yaml"
     params.write_text("book:\n  buckets: 5\n")
     out = tmp_path / "sub.parquet"
@@ -289,3 +289,41 @@ def test_cli_features_for_a_buyers_file(book, full, tmp_path) -> None:
                               str(empty)])
     assert res.exit_code == 2
     assert "no buyer ids" in res.output
+
+
+# --------------------------------------------------------------------------- bad outputs
+
+
+def test_output_paths_that_cannot_be_written_exit_2_before_any_work(book, tmp_path) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["features", str(book.path), "--out", str(tmp_path / "adir")], "is a folder"),
+        (["labels", str(book.path), "--out", str(tmp_path / "adir")], "is a folder"),
+        (["features", str(book.path), "--out", str(tmp_path / "afile" / "f.parquet")],
+         "cannot create its folder"),
+        (["validate", str(book.path), "--out", str(tmp_path / "b"), "--report",
+          str(tmp_path / "adir")], "is a folder"),
+        (["validate", str(book.path), "--out", str(tmp_path / "b"), "--rejects",
+          str(tmp_path / "afile")], "is a file"),
+    ]
+    for args, message in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output, (args, res.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]
+
+
+def test_a_labels_file_given_as_features_is_a_clear_error(book, params, tmp_path) -> None:
+    lab = pipeline.labels(book, tmp_path / "l.parquet", params, dates=AS_OF)
+    with pytest.raises(pipeline.PipelineError, match="not a features file.*'status'"):
+        pipeline.read_features(lab.path)
+    feats = tmp_path / "f.parquet"
+    pipeline.features(book, feats, params, dates=AS_OF[:1])
+    with pytest.raises(pipeline.PipelineError, match="not a labels file.*'in_default'"):
+        pipeline.read_labels(feats)
+
+
+def test_a_buyer_id_is_taken_exactly_as_written(tmp_path) -> None:
+    (tmp_path / "ids.txt").write_text(" B 1 \n\nB2\r\n   \n")
+    assert pipeline.read_buyer_ids(tmp_path / "ids.txt") == [" B 1 ", "B2"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,35 @@ class ValidateResult:
     over_limit: list[str] = field(default_factory=list)
 
 
+def output_file(path: str | Path, what: str = "--out") -> Path:
+    """A file the stage will write: its folder is created now (before any work), and it
+    must not be a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a folder; {what} names a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot create its folder ({exc.strerror})") from exc
+    if not os.access(path.parent, os.W_OK):
+        raise PipelineError(f"{path}: its folder {path.parent} is not writable")
+    return path
+
+
+def output_folder(path: str | Path, what: str) -> Path:
+    """A folder the stage will write into: created now, and not a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PipelineError(f"{path}: is a file; {what} names a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot create it ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK):
+        raise PipelineError(f"{path}: is not writable")
+    return path
+
+
 def check_reject_limit(report: dict[str, Any], max_reject_rate: float) -> list[str]:
     """Tables whose rejected share is above the limit, as 'name share' strings."""
     over = []
@@ -88,6 +118,11 @@ def validate(
     be inspected; :attr:`ValidateResult.over_limit` names the tables above it."""
     from riskmodel.data.ingest import build_book
 
+    if report is not None:
+        output_file(report, "--report")
+    if rejects is not None and Path(rejects).exists() and not Path(rejects).is_dir():
+        raise PipelineError(f"{rejects}: is a file; --rejects names a folder")
+    output_file(out, "--out")  # the book's parent folder
     mp = mapping if mapping is not None else params.data.mapping
     built = build_book(
         Path(raw), Path(out),
@@ -102,7 +137,6 @@ def validate(
     )
     if report is not None:
         path = Path(report)
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(built.report, indent=2) + "\n", encoding="utf-8")
     return ValidateResult(Path(out), built.report, built.manifest.observed_until,
                           built.manifest.n_buckets,
@@ -118,6 +152,8 @@ def open_book(data: str | Path, params: Params, *, mapping: str | Path | None = 
     path = Path(data)
     if not path.exists():
         raise PipelineError(f"{path}: no such folder (give a book or a raw data folder)")
+    if not path.is_dir():
+        raise PipelineError(f"{path}: is a file; give a book or a raw data folder")
     if is_book(path):
         if mapping is not None or observed_until is not None:
             raise PipelineError(f"{path} is a book: --mapping and --observed-until apply to "
@@ -212,12 +248,13 @@ def peers_path_for(out: str | Path) -> Path:
 
 
 def read_buyer_ids(path: str | Path) -> list[str]:
-    """A buyers file: one id a line; blank lines and surrounding spaces are ignored."""
+    """A buyers file: one id a line, taken exactly as written (ids are compared byte for
+    byte, as validation stores them); lines that are empty or only spaces are skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path}: cannot read the buyers file: {exc}") from exc
-    ids = sorted({s.strip() for s in lines if s.strip()})
+    ids = sorted({s for s in lines if s.strip()})
     if not ids:
         raise PipelineError(f"{path}: no buyer ids (one id a line)")
     return ids
@@ -247,10 +284,9 @@ def features(
         feature_names,
         peer_context,
     )
+    out = output_file(out)
     when = as_of_dates(book, params, dates)
     cfg = feature_config(params, book)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     wanted: dict[int, list[str]] | None = None
     if buyers is not None:
         wanted = book.buckets_for(buyers)
@@ -342,9 +378,19 @@ def read_features(path: str | Path) -> pd.DataFrame:
     from riskmodel.features.engine import features_to_pandas
 
     try:
-        return features_to_pandas(pq.read_table(path))
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise PipelineError(f"{path}: cannot read features: {exc}") from exc
+    _need(table, path, "features", ("buyer_id", "as_of", "status"), "riskmodel features")
+    return features_to_pandas(table)
+
+
+def _need(table: pa.Table, path: str | Path, what: str, columns: Sequence[str],
+          made_by: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise PipelineError(f"{path}: not a {what} file (no column {missing[0]!r}; it is "
+                            f"written by `{made_by}`)")
 
 
 # --------------------------------------------------------------------------- labels
@@ -369,6 +415,8 @@ def labels(
 ) -> LabelsResult:
     """Contract labels of every buyer at the as-of dates, bucket by bucket."""
     from riskmodel.features.labels import labels_table
+
+    out = output_file(out)
     when = as_of_dates(book, params, dates)
     parts = []
     for k in range(book.n_buckets):
@@ -379,8 +427,6 @@ def labels(
         _tick(progress, "labels", k + 1, book.n_buckets)
     table = pa.concat_tables(parts).sort_by([("as_of", "ascending"),
                                              ("buyer_id", "ascending")])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     bad = table["bad"]
     labelled = len(bad) - bad.null_count
@@ -393,9 +439,11 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     from riskmodel.features.labels import labels_to_pandas
 
     try:
-        return labels_to_pandas(pq.read_table(path))
+        table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise PipelineError(f"{path}: cannot read labels: {exc}") from exc
+    _need(table, path, "labels", ("buyer_id", "as_of", "in_default", "bad"), "riskmodel labels")
+    return labels_to_pandas(table)
 
 
 # --------------------------------------------------------------------------- train
@@ -553,6 +601,8 @@ def evaluate(
     if truth is not None and not Path(truth).is_file():
         raise PipelineError(f"{truth}: no such file (--truth is the truth.parquet of a "
                             "synthetic world)")
+    out_dir = output_folder(out_dir, "--out-dir")
+    metrics_path = output_file(metrics_path, "--metrics")
     model, split = test_set(model_dir, features_path, labels_path, params)
     drop = ["bad", "in_default"]
     test_pred = model.predict(split.test.drop(columns=drop))
@@ -575,8 +625,6 @@ def evaluate(
     ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
                         model.scale, params.evaluate.ece_bins, params.evaluate.psi_bins,
                         oracle, params.evaluate.asset_correlation)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
               "feature_psi.csv": ev.feature_psi,
               "grade_distribution.csv": ev.grade_distribution}
@@ -585,8 +633,6 @@ def evaluate(
         frame.to_csv(out_dir / name, index=False)
         files.append(out_dir / name)
     files += draw(ev, out_dir)
-    metrics_path = Path(metrics_path)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps({k: round(v, 6) for k, v in ev.metrics.items()},
                                        indent=2, sort_keys=True) + "\n")
     if log:
@@ -633,9 +679,7 @@ def promote(
     except RegistryError as exc:
         raise PipelineError(str(exc)) from exc
     if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
+        output_file(out).write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
     return decision
 
 
@@ -693,6 +737,8 @@ def backtest(
 
     if cuts < 1:
         raise PipelineError(f"--cuts must be at least 1, got {cuts}")
+    if out_dir is not None:
+        output_folder(out_dir, "--out-dir")
     truth_frame = _read_truth(truth) if truth is not None else None
     chosen = cut_dates(book, params, cuts)
     rows = []

@@ -184,8 +184,33 @@ class Manifest:
 
 
 def is_book(path: str | Path) -> bool:
-    """A folder is a book when it holds a manifest."""
-    return (Path(path) / MANIFEST).is_file()
+    """A folder is a book when it holds a riskmodel book manifest (a JSON object with this
+    format's ``bucket_hash`` and ``format`` keys; any other ``manifest.json`` is not one)."""
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        return False
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"bucket_hash", "format", "n_buckets"} <= set(data)
+
+
+def _only_a_book(path: Path) -> bool:
+    """The folder holds nothing but a book: its manifest and table folders of bucket parts
+    (so replacing it deletes nothing a user put there)."""
+    if not is_book(path):
+        return False
+    for entry in path.iterdir():
+        if entry.name == MANIFEST:
+            continue
+        if not entry.is_dir() or entry.name not in TABLE_COLUMNS:
+            return False
+        for sub in entry.iterdir():
+            if not (sub.is_dir() and sub.name.startswith("bucket=")
+                    and all(f.suffix == ".parquet" for f in sub.iterdir())):
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------- writing
@@ -203,9 +228,10 @@ class BookWriter:
     def __init__(self, path: str | Path, n_buckets: int) -> None:
         self.path = Path(path)
         if self.path.exists() and not (self.path.is_dir() and (
-                is_book(self.path) or not any(self.path.iterdir()))):
-            raise BookError(f"{self.path}: exists and is not a book; give a new or empty "
-                            "folder (a book is replaced only by a book)")
+                _only_a_book(self.path) or not any(self.path.iterdir()))):
+            raise BookError(f"{self.path}: exists and holds more than a riskmodel book; give "
+                            "a new or empty folder (a book is replaced only when the folder "
+                            "holds nothing else)")
         if n_buckets < 1:
             raise BookError(f"n_buckets must be >= 1, got {n_buckets}")
         self.n_buckets = int(n_buckets)

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from riskmodel.data.book import (
+    BookError,
     BookWriter,
     Manifest,
     arrow_schema,
@@ -47,7 +48,7 @@ from riskmodel.data.book import (
 )
 from riskmodel.data.contract.errors import ContractError
 from riskmodel.data.contract.mapping import Mapping, apply_mapping, load_mapping
-from riskmodel.data.contract.reader import RawTable, locate
+from riskmodel.data.contract.reader import RawTable, check_csv_header, locate
 from riskmodel.data.contract.schema import (
     CONTRACT_VERSION,
     OPTIONAL_TABLES,
@@ -174,6 +175,7 @@ def _parquet_batches(path: Path, rows: int) -> Iterator[pa.Table]:
 
 
 def _csv_batches(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    check_csv_header(path)
     try:
         reader = pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False,
                              na_values=[""], chunksize=rows)
@@ -374,6 +376,10 @@ class _Stage:
                     f"QUALIFY row_number() OVER (PARTITION BY key ORDER BY {SEQ}) > 1"
                 ).fetchnumpy()[SEQ]
                 found.append(np.asarray(got, dtype=np.int64))
+        except duckdb.OutOfMemoryException as exc:
+            raise BookError(f"book.memory_limit {memory_limit} is too small for the duplicate "
+                            "invoice-id check; give it more (e.g. 256MB or the default 2GB)"
+                            ) from exc
         finally:
             con.close()
         return np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
@@ -621,7 +627,10 @@ def _estimate_rows(src: _Source) -> int:
     if path is None:
         return 0
     if path.is_dir():
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in path.rglob("*.parquet"))
+        try:
+            return sum(pq.ParquetFile(p).metadata.num_rows for p in path.rglob("*.parquet"))
+        except (OSError, pa.ArrowException):
+            return 0  # the read says which part is broken
     if path.suffix.lower() == ".csv":
         return max(1, path.stat().st_size // 80)  # about 80 bytes an invoice row
     try:

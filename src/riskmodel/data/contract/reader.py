@@ -6,6 +6,7 @@ there (or mapped) and is simply absent otherwise.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,25 @@ def read_file(path: Path) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False)
 
 
+def check_csv_header(path: Path) -> None:
+    """A column named twice in a CSV header is an error: pandas would rename the second
+    copy (``due_date.1``) and one of the two would silently be lost."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ContractError(str(path), "unreadable file", str(exc).splitlines()[0]) from exc
+    seen: set[str] = set()
+    for name in (h.strip() for h in header):
+        if name in seen:
+            raise ContractError(str(path), "duplicate column",
+                                f"column {name!r} appears more than once in the header",
+                                column=name, fix="rename or remove one of them")
+        seen.add(name)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
+    check_csv_header(path)
     # utf-8-sig strips a byte-order mark, which spreadsheet exports often write; every column
     # is read as text and typed by the contract, so that a bad value becomes a rejected row.
     try:
