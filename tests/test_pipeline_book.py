@@ -301,7 +301,7 @@ def test_output_paths_that_cannot_be_written_exit_2_before_any_work(book, tmp_pa
         (["features", str(book.path), "--out", str(tmp_path / "adir")], "is a folder"),
         (["labels", str(book.path), "--out", str(tmp_path / "adir")], "is a folder"),
         (["features", str(book.path), "--out", str(tmp_path / "afile" / "f.parquet")],
-         "cannot create its folder"),
+         "is a file"),
         (["validate", str(book.path), "--out", str(tmp_path / "b"), "--report",
           str(tmp_path / "adir")], "is a folder"),
         (["validate", str(book.path), "--out", str(tmp_path / "b"), "--rejects",

@@ -62,32 +62,35 @@ class ValidateResult:
     over_limit: list[str] = field(default_factory=list)
 
 
+def _writable_ancestor(path: Path) -> None:
+    """The nearest existing folder above ``path`` must be a writable folder, so that the
+    folders can be created when the stage writes (nothing is created before then)."""
+    probe = path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PipelineError(f"{path}: cannot create its folder ({probe} is a file)")
+    if not os.access(probe, os.W_OK):
+        raise PipelineError(f"{path}: cannot create it ({probe} is not writable)")
+
+
 def output_file(path: str | Path, what: str = "--out") -> Path:
-    """A file the stage will write: its folder is created now (before any work), and it
-    must not be a folder itself."""
+    """A file the stage will write, checked before any work: not a folder, and its folder
+    exists or can be created."""
     path = Path(path)
     if path.is_dir():
         raise PipelineError(f"{path}: is a folder; {what} names a file to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot create its folder ({exc.strerror})") from exc
-    if not os.access(path.parent, os.W_OK):
-        raise PipelineError(f"{path}: its folder {path.parent} is not writable")
+    _writable_ancestor(path)
     return path
 
 
 def output_folder(path: str | Path, what: str) -> Path:
-    """A folder the stage will write into: created now, and not a file."""
+    """A folder the stage will write into, checked before any work: not a file, and it
+    exists or can be created."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PipelineError(f"{path}: is a file; {what} names a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot create it ({exc.strerror})") from exc
-    if not os.access(path, os.W_OK):
-        raise PipelineError(f"{path}: is not writable")
+    _writable_ancestor(path / "x")
     return path
 
 
@@ -137,6 +140,7 @@ def validate(
     )
     if report is not None:
         path = Path(report)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(built.report, indent=2) + "\n", encoding="utf-8")
     return ValidateResult(Path(out), built.report, built.manifest.observed_until,
                           built.manifest.n_buckets,
@@ -296,6 +300,7 @@ def features(
     todo = range(book.n_buckets) if (need_all or wanted is None) else sorted(wanted)
     base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
     bases: list[pa.Table] = []
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-") as tmp:
         parts: list[Path] = []
         for i, k in enumerate(todo):
@@ -427,6 +432,7 @@ def labels(
         _tick(progress, "labels", k + 1, book.n_buckets)
     table = pa.concat_tables(parts).sort_by([("as_of", "ascending"),
                                              ("buyer_id", "ascending")])
+    out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     bad = table["bad"]
     labelled = len(bad) - bad.null_count
@@ -625,6 +631,8 @@ def evaluate(
     ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
                         model.scale, params.evaluate.ece_bins, params.evaluate.psi_bins,
                         oracle, params.evaluate.asset_correlation)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
     tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
               "feature_psi.csv": ev.feature_psi,
               "grade_distribution.csv": ev.grade_distribution}
@@ -662,6 +670,8 @@ def promote(
     from riskmodel.registry import RegistryError, read_registration
     from riskmodel.registry import promote as run_promotion
 
+    if out is not None:
+        output_file(out)
     test_frame = None
     expected = None
     if features_path is not None and labels_path is not None and model_dir is not None:
@@ -679,7 +689,8 @@ def promote(
     except RegistryError as exc:
         raise PipelineError(str(exc)) from exc
     if out is not None:
-        output_file(out).write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
     return decision
 
 
