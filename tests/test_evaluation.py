@@ -339,7 +339,7 @@ def test_evaluate_counts_the_grade_results() -> None:
     assert m["grades_tested"] == 4.0
     assert m["grades_inside_999_count"] == 3.0
     assert m["grades_all_inside_999"] == 0.0
-    assert m["grades_inside_999"] == 0.0  # the deprecated name of grades_all_inside_999
+    assert "grades_inside_999" not in m  # the old name read like a count; it was a flag
     assert m["grades_outside_999_corr"] == 0.0
     assert m["grades_red"] == 1.0
     assert m["test_ece"] == pytest.approx(ece(y, p, 5))
@@ -382,5 +382,4 @@ def test_grade_counts_of_a_hand_made_table() -> None:
     table = pd.DataFrame({"grade": ["1", "2", "3", "4"], "buyers": [10, 0, 5, 7],
                           "inside_999": [True, None, True, True]})
     assert grade_counts(table) == {"grades_tested": 3.0, "grades_inside_999_count": 3.0,
-                                   "grades_outside_999": 0.0, "grades_all_inside_999": 1.0,
-                                   "grades_inside_999": 1.0}
+                                   "grades_outside_999": 0.0, "grades_all_inside_999": 1.0}

@@ -290,6 +290,16 @@ def train(
     meta = res.metadata
     typer.echo(f"trained on {meta['split']['train']['rows']:,} rows ({meta['split']['kind']}),"
                f" {meta['best_iteration']} trees, {meta['n_leaves_total']} leaves -> {out}")
+    for note in meta.get("notes", []):
+        typer.echo(f"note: {note}")
+    left_out = [e["feature"] for e in meta.get("excluded_features", [])]
+    if left_out:
+        typer.echo(f"left out of learning ({len(left_out)}): {', '.join(left_out)} "
+                   "(see excluded_features in training.json)")
+    if meta.get("hit_tree_cap"):
+        typer.secho("warning: boosting stopped at train.n_estimators, not by early stopping: "
+                    "the model may be under-fit (raise n_estimators or learning_rate)",
+                    err=True, fg=typer.colors.YELLOW)
     reg = res.registered
     if reg is not None:
         what = "registered" if reg.new_version else "identical to the registered"

@@ -537,12 +537,17 @@ def train(
             result.model,
             params=params.model_dump(mode="json"),
             metrics={"best_iteration": meta["best_iteration"],
+                     "trees_grown": meta.get("trees_grown", meta["best_iteration"]),
+                     "hit_tree_cap": float(bool(meta.get("hit_tree_cap", False))),
+                     "n_excluded_features": len(meta.get("excluded_features", [])),
                      "n_leaves_total": meta["n_leaves_total"],
                      "train_rows": meta["split"]["train"]["rows"],
                      "valid_rows": meta["split"]["valid"]["rows"],
                      "test_rows": meta["split"]["test"]["rows"]},
             tags={"git_commit": git_commit(), "raw_fingerprint": fp,
-                  "split_kind": meta["split"]["kind"]},
+                  "split_kind": meta["split"]["kind"],
+                  "split_validation": str(meta["split"].get("validation", "")),
+                  "split_test_embargo": str(meta["split"].get("test_embargo", ""))},
             artifacts={"features.json": {"features": result.model.spec.names,
                                          "categories": result.model.spec.categories},
                        "training.json": meta},
@@ -602,6 +607,7 @@ def evaluate(
     """The validation report on the out-of-time test set (tables, plots, metrics JSON),
     logged to the model's MLflow run when it has one."""
     from riskmodel.modeling.evaluation import evaluate as run_evaluation
+    from riskmodel.modeling.model import model_files
     from riskmodel.modeling.plots import draw
 
     if truth is not None and not Path(truth).is_file():
@@ -610,9 +616,14 @@ def evaluate(
     out_dir = output_folder(out_dir, "--out-dir")
     metrics_path = output_file(metrics_path, "--metrics")
     model, split = test_set(model_dir, features_path, labels_path, params)
-    drop = ["bad", "in_default"]
-    test_pred = model.predict(split.test.drop(columns=drop))
-    train_pred = model.predict(split.train.drop(columns=drop))
+    inputs = [c for c in ("buyer_id", "as_of", "status") if c in split.test.columns]
+    inputs += list(model.spec.names)  # the model's own inputs (not excluded features)
+    test_pred = model.predict(split.test[inputs])
+    train_pred = model.predict(split.train[inputs])
+    trained = json.loads((model_files(model_dir) / "training.json").read_text())
+    left_out = {e["feature"] for e in trained.get("excluded_features", [])}
+    # features left out of learning are still inputs (blanked), but no part of the model
+    judged = [n for n in model.spec.names if n not in left_out]
     oracle = None
     if truth is not None:
         try:
@@ -628,7 +639,7 @@ def evaluate(
             raise PipelineError(f"{truth}: {int(joined['pd_true'].isna().sum())} test rows "
                                 "have no pd_true (is this the truth of the same world?)")
         oracle = joined["pd_true"].to_numpy()
-    ev = run_evaluation(split.test, test_pred, split.train, train_pred, model.spec.names,
+    ev = run_evaluation(split.test, test_pred, split.train, train_pred, judged,
                         model.scale, params.evaluate.ece_bins, params.evaluate.psi_bins,
                         oracle, params.evaluate.asset_correlation)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -160,7 +160,6 @@ def grade_counts(grades: pd.DataFrame) -> dict[str, float]:
         "grades_outside_999": float((~inside).sum()),
         "grades_all_inside_999": float(inside.all()),
     }
-    out["grades_inside_999"] = out["grades_all_inside_999"]  # deprecated alias
     return out
 
 
