@@ -283,3 +283,43 @@ def test_book_bytes_are_reproducible(tmp_path: Path, broken_raw: Path) -> None:
     build_book(broken_raw, tmp_path / "x", n_buckets=3, today=TODAY, batch_rows=3000)
     build_book(broken_raw, tmp_path / "y", n_buckets=3, today=TODAY, batch_rows=3000)
     assert digest(tmp_path / "x") == digest(tmp_path / "y")
+
+
+def _copy(raw: Path, to: Path) -> Path:
+    to.mkdir()
+    for f in raw.iterdir():
+        (to / f.name).write_bytes(f.read_bytes())
+    return to
+
+
+def test_the_run_day_decides_what_is_in_the_future(tmp_path: Path, broken_raw: Path) -> None:
+    """A run on 2022-06-30: everything dated after it is a future date, in the book as in
+    memory, and observed_until is the latest accepted date before it."""
+    day = dt.date(2022, 6, 30)
+    built = build_book(broken_raw, tmp_path / "book", n_buckets=3, today=day, batch_rows=4000)
+    mem = load_dataset(str(broken_raw), today=day)
+    assert built.report["tables"] == {n: mem.tables[n].summary() for n in built.report["tables"]}
+    assert built.report["tables"]["invoices"]["reasons"]["future_date"] > 1000
+    assert dt.date.fromisoformat(built.report["observed_until"]) == mem.observed_until <= day
+
+
+def test_a_buyer_founded_after_the_inferred_year_is_rejected_with_its_rows(
+        tmp_path: Path, broken_raw: Path) -> None:
+    raw = _copy(broken_raw, tmp_path / "raw")
+    buyers = pd.read_csv(raw / "buyers.csv", dtype=str, keep_default_na=False)
+    inv = pd.read_csv(raw / "invoices.csv", dtype=str, keep_default_na=False)
+    # a buyer with invoices, founded in 2023: after the data (observed until 2022-12-31) but
+    # before the run day, so only the inferred observation year can reject it
+    target = inv["buyer_id"].value_counts().index[0]
+    buyers.loc[buyers["buyer_id"] == target, "founded_year"] = "2023"
+    buyers.to_csv(raw / "buyers.csv", index=False)
+    built = build_book(raw, tmp_path / "book", n_buckets=3, today=TODAY, batch_rows=4000)
+    mem = load_dataset(str(raw), today=TODAY)
+    assert built.report["tables"] == {n: mem.tables[n].summary() for n in built.report["tables"]}
+    assert built.report["tables"]["buyers"]["reasons"]["founded_year_out_of_range"] == 1
+    assert built.report["tables"]["invoices"]["reasons"]["buyer_rejected"] >= (
+        inv["buyer_id"] == target).sum()
+    book = Book(tmp_path / "book")
+    ids = {b for k in range(book.n_buckets)
+           for b in book.read("invoices", k, ["buyer_id"])["buyer_id"].to_pylist()}
+    assert target not in ids

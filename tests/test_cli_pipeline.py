@@ -236,6 +236,7 @@ def test_train_refuses_to_replace_a_folder_it_did_not_write(raw: Path, workdir: 
     (workdir / "m" / "notes.txt").write_text("keep me")
     res = cli("train", raw, "--out", "m", "--no-register")
     assert res.exit_code == 2, res.output
+    assert "refusing to delete it" in res.stderr
     assert (workdir / "m" / "notes.txt").read_text() == "keep me"
 
 

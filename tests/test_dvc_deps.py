@@ -65,6 +65,8 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
                              env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, f"{name}: {res.stdout}\n{res.stderr}"
         loaded[name] = json.loads(out.read_text())
+        # the stage ran this checkout's package, or the comparison below would check nothing
+        assert str(SRC / "riskmodel" / "cli.py") in loaded[name], (name, loaded[name][:3])
     return loaded
 
 

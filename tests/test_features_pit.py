@@ -35,17 +35,23 @@ def book(draw):
                    employees=draw(st.one_of(st.none(), st.floats(0, 1e4))),
                    annual_revenue=draw(st.one_of(st.none(), st.floats(0, 1e8))))
               for b in range(n_buyers + 2)]  # two buyers that only trade after A
-    past, future_payments, future = [], {}, []
+    past, future_payments, future, future_disputes = [], {}, [], {}
     for b in range(n_buyers):
         for k in range(draw(st.integers(1, 8))):
             issue = draw(st.integers(0, 400))
             due = issue + draw(st.sampled_from([0, 30, 60, 90]))
             paid = draw(st.one_of(st.none(), st.integers(issue, 400)))
+            # a dispute known at A, one raised only after A, or none
+            dispute = draw(st.one_of(st.none(), st.integers(issue, 600)))
             inv = dict(invoice_id=f"I{b}-{k}", buyer_id=f"B{b}",
                        supplier_id=draw(st.sampled_from(["S1", "S2", "S3", None])),
                        issue_date=day(issue), due_date=day(due),
                        paid_date=None if paid is None else day(paid),
-                       amount=draw(st.floats(1, 1e5)), disputed=draw(st.booleans()))
+                       amount=draw(st.floats(1, 1e5)), disputed=dispute is not None,
+                       dispute_date=day(dispute) if dispute is not None and dispute <= 400
+                       else None)
+            if dispute is not None and dispute > 400:
+                future_disputes[inv["invoice_id"]] = day(dispute)
             past.append(inv)
             if paid is None and draw(st.booleans()):  # paid later, after A
                 future_payments[inv["invoice_id"]] = day(401 + draw(st.integers(0, 200)))
@@ -61,7 +67,7 @@ def book(draw):
     future_events = [dict(buyer_id=f"B{draw(st.integers(0, n_buyers + 1))}",
                           event_date=day(401 + draw(st.integers(0, 200))), event_type="claim")
                      for _ in range(draw(st.integers(0, 3)))]
-    return buyers, past, future_payments, future, past_events, future_events
+    return buyers, past, future_payments, future, past_events, future_events, future_disputes
 
 
 # --------------------------------------------------------------------------- the property
@@ -87,9 +93,11 @@ FeatureFn = Callable[[ValidationResult, Sequence[dt.date]], pd.DataFrame]
 def check_point_in_time(fn: FeatureFn, world) -> None:
     """Raise AssertionError unless ``fn`` at A gives the same frame for the book up to A as
     for the same book with later payments, invoices and events appended."""
-    buyers, past, future_payments, future, past_events, future_events = world
+    buyers, past, future_payments, future, past_events, future_events = world[:6]
+    future_disputes = world[6] if len(world) > 6 else {}
     before = dataset(past, buyers, past_events, observed_until=A)
-    later = [dict(r, paid_date=future_payments.get(r["invoice_id"], r["paid_date"]))
+    later = [dict(r, paid_date=future_payments.get(r["invoice_id"], r["paid_date"]),
+                  dispute_date=future_disputes.get(r["invoice_id"], r.get("dispute_date")))
              for r in past] + future
     after = dataset(later, buyers, past_events + future_events, observed_until=day(700))
     pd.testing.assert_frame_equal(fn(before, [A]), fn(after, [A]))

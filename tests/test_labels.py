@@ -104,8 +104,8 @@ def _one(invoice=None, event=None):
     return bool(row.in_default), (None if pd.isna(row.bad) else bool(row.bad))
 
 
-def _inv(due, paid):
-    return dict(invoice_id="y", buyer_id="B0", issue_date="2022-10-01", due_date=due,
+def _inv(due, paid, issue="2022-10-01"):
+    return dict(invoice_id="y", buyer_id="B0", issue_date=issue, due_date=due,
                 paid_date=paid, amount=1.0)
 
 
@@ -125,6 +125,10 @@ def _inv(due, paid):
         (_inv("2022-12-01", "2023-03-02"), None, (False, True)),
         # paid at A itself, after due + 90 passed before A: was in default, not any more
         (_inv("2022-10-01", "2023-01-01"), None, (False, False)),
+        # unpaid, reaching 90 days past due exactly on A + 365 (due 2023-10-03): bad; a day
+        # later (due 2023-10-04) it reaches them after the window: good
+        (_inv("2023-10-03", None, issue="2022-12-01"), None, (False, True)),
+        (_inv("2023-10-04", None, issue="2022-12-01"), None, (False, False)),
     ],
 )
 def test_boundary_days(invoice, event, expected):

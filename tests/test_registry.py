@@ -242,7 +242,7 @@ def test_save_pyfunc_refuses_a_folder_it_did_not_write(tmp_path: Path, strong: R
     other.mkdir()
     (other / "MLmodel").write_text("flavors:\n  sklearn: {}\n")
     (other / "model.pkl").write_bytes(b"\x80")
-    with pytest.raises(ModelDirError):
+    with pytest.raises(ModelDirError, match="refusing to delete it"):
         save_pyfunc(strong, other)
     assert (other / "model.pkl").exists()
 
@@ -480,3 +480,25 @@ def test_without_a_test_set_a_champion_is_not_replaced(
     with pytest.raises(RegistryError, match="'bad'"):
         promote(NAME, GATES, test_frame=book(100, 2).drop(columns="bad"), project_dir=project)
     assert alias(project, CHAMPION) == "1"
+
+
+@pytest.mark.parametrize(("metrics", "gate"), [
+    ({**GOOD_METRICS, "test_auc": 0.54}, "test_auc"),       # min_auc 0.55
+    ({**GOOD_METRICS, "test_ece": 0.06}, "test_ece"),       # max_ece 0.05
+    ({**GOOD_METRICS, "score_psi": 1.5}, "score_psi"),      # max_score_psi 1.0
+    (None, "test_auc"),                                      # never evaluated
+])
+def test_each_absolute_gate_can_stop_a_promotion(project: Path, strong: RiskModel,
+                                                 metrics, gate: str) -> None:
+    register(strong, project, metrics)
+    decision = promote(NAME, GATES, test_frame=None, project_dir=project)
+    assert not decision.promoted
+    failed = {g["gate"]: g for g in decision.failed()}
+    assert gate in failed
+    if metrics is None:
+        assert set(failed) == {"test_auc", "test_ece", "score_psi"}
+        assert failed[gate]["detail"] == "metric missing: evaluate first"
+    else:
+        assert set(failed) == {gate}  # the others pass
+    aliases = dict(client_of(project).get_registered_model(NAME).aliases)
+    assert "champion" not in aliases
