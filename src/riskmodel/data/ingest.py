@@ -48,7 +48,13 @@ from riskmodel.data.book import (
 )
 from riskmodel.data.contract.errors import ContractError
 from riskmodel.data.contract.mapping import Mapping, apply_mapping, load_mapping
-from riskmodel.data.contract.reader import RawTable, check_csv_header, locate
+from riskmodel.data.contract.reader import (
+    RawTable,
+    check_csv_header,
+    check_not_empty,
+    locate,
+    parquet_parts,
+)
 from riskmodel.data.contract.schema import (
     CONTRACT_VERSION,
     OPTIONAL_TABLES,
@@ -144,14 +150,10 @@ def _sources(raw_dir: Path, mapping: Mapping) -> dict[str, _Source]:
 def _batches(path: Path, rows: int) -> Iterator[pd.DataFrame | pa.Table]:
     """The file's rows in batches: Parquet as Arrow tables, CSV as pandas text (as the
     in-memory reader reads them)."""
-    if path.is_file() and path.stat().st_size == 0:
-        raise ContractError(str(path), "empty file", "the file has 0 bytes")
+    check_not_empty(path)
     try:
         if path.is_dir():
-            parts = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-            if not parts:
-                raise ContractError(str(path), "empty folder", "no *.parquet parts inside")
-            for part in parts:
+            for part in parquet_parts(path):
                 yield from _parquet_batches(part, rows)
         elif path.suffix.lower() == ".csv":
             yield from _csv_batches(path, rows)

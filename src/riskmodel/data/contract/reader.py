@@ -37,16 +37,25 @@ def locate(raw_dir: Path, name: str) -> Path | None:
     return None
 
 
-def read_file(path: Path) -> pd.DataFrame:
-    """Read one Parquet file, Parquet folder or CSV file; CSV columns are read as text."""
+def parquet_parts(path: Path) -> list[Path]:
+    """The Parquet parts of a table folder, in name order (an empty folder is an error)."""
+    parts = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    if not parts:
+        raise ContractError(str(path), "empty folder", "no *.parquet parts inside")
+    return parts
+
+
+def check_not_empty(path: Path) -> None:
     if path.is_file() and path.stat().st_size == 0:
         raise ContractError(str(path), "empty file", "the file has 0 bytes")
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    """Read one Parquet file, Parquet folder or CSV file; CSV columns are read as text."""
+    check_not_empty(path)
     try:
         if path.is_dir():
-            parts = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-            if not parts:
-                raise ContractError(str(path), "empty folder", "no *.parquet parts inside")
-            table = pads.dataset(parts, format="parquet").to_table()
+            table = pads.dataset(parquet_parts(path), format="parquet").to_table()
         elif path.suffix.lower() == ".csv":
             return _read_csv(path)
         else:
