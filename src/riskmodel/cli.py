@@ -407,6 +407,8 @@ def backtest(
     for r in res.table.to_dict("records"):
         table.add_row(*[f"{r[c]:,}" if c == "buyers" else
                         (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])) for c in cols])
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 120)  # nine columns: never cut in a log
+    console.print(table)
     typer.echo(f"backtest over {len(res.table)} cut(s)"
                + (f"; wrote {', '.join(str(f) for f in res.files)}" if res.files else ""))
