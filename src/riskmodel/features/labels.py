@@ -26,12 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def date32(values: pd.Series) -> pa.Array:
-    """A pandas date column as Arrow date32 (nulls kept): what the DuckDB engines read."""
-    arr = values.to_numpy(dtype="datetime64[s]", na_value=np.datetime64("NaT"))
-    return pa.array(arr.astype("datetime64[D]"), type=pa.date32(), from_pandas=True)
-
-
 def as_of_table(as_of_dates: Sequence[dt.date]) -> pa.Table:
     dates = sorted(set(as_of_dates))
     if not dates:
