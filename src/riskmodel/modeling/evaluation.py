@@ -148,9 +148,7 @@ def grade_counts(grades: pd.DataFrame) -> dict[str, float]:
     """Counts of the grade back-test: ``grades_tested`` (grades with test buyers; a grade
     without any is not tested), ``grades_inside_999_count`` and ``grades_outside_999`` (of the
     tested grades, inside and outside the 99.9% binomial band; they add up to
-    ``grades_tested``), and ``grades_all_inside_999``, 1.0 when no tested grade is outside.
-    ``grades_inside_999`` is that flag under its old name, kept while the CLI pipeline test
-    reads it: it is not a count."""
+    ``grades_tested``), and ``grades_all_inside_999``, 1.0 when no tested grade is outside."""
     tested = grades["buyers"] > 0
     inside = (grades.loc[tested, "inside_999"].astype(bool) if "inside_999" in grades
               else pd.Series([], dtype=bool))
