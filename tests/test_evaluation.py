@@ -383,3 +383,26 @@ def test_grade_counts_of_a_hand_made_table() -> None:
                           "inside_999": [True, None, True, True]})
     assert grade_counts(table) == {"grades_tested": 3.0, "grades_inside_999_count": 3.0,
                                    "grades_outside_999": 0.0, "grades_all_inside_999": 1.0}
+
+
+def test_evaluate_judges_stability_of_test_against_train() -> None:
+    """Train and test differ, so the stability figures are not 0 by construction: score and
+    feature PSI and the grade shares, each worked out by hand (2 quantile bins of the train
+    values: below 1.5, from 1.5; missing values are a bin of their own)."""
+    test = pd.DataFrame({"bad": [0.0, 1.0, 0.0, 1.0], "f": [3.0, 3.0, 3.0, np.nan]})
+    test_pred = pd.DataFrame({"pd": [0.1, 0.2, 0.1, 0.2], "margin": [0.0, 0.0, 0.0, 3.0],
+                              "grade": ["8", "9", "8", "9"]})
+    train = pd.DataFrame({"bad": [0.0, 1.0, 0.0, 1.0], "f": [0.0, 1.0, 2.0, 3.0]})
+    train_pred = pd.DataFrame({"pd": [0.1, 0.2, 0.1, 0.2], "margin": [0.0, 1.0, 2.0, 3.0],
+                               "grade": ["7", "7", "8", "9"]})
+    ev = evaluate(test, test_pred, train, train_pred, ["f"], SCALE, bins=2, psi_bins=2)
+    # margins: train shares (1/2, 1/2, 0), test (3/4, 1/4, 0)
+    assert ev.metrics["score_psi"] == pytest.approx(0.25 * math.log(3))
+    # f: train (1/2, 1/2, 0), test (0, 3/4, 1/4): the empty bin floored at EPS
+    want_f = psi_term(0, 0.5) + psi_term(0.75, 0.5) + psi_term(0.25, 0)
+    assert ev.feature_psi.set_index("feature").loc["f", "psi"] == pytest.approx(want_f)
+    assert ev.metrics["feature_psi_max"] == pytest.approx(want_f)
+    shares = ev.grade_distribution.set_index("grade")
+    assert shares.loc["7", "train_share"] == 0.5 and shares.loc["7", "test_share"] == 0.0
+    assert shares.loc["8", "train_share"] == 0.25 and shares.loc["8", "test_share"] == 0.5
+    assert shares.loc["9", "train_share"] == 0.25 and shares.loc["9", "test_share"] == 0.5
