@@ -419,25 +419,31 @@ def labels(
     progress: Progress | None = None,
 ) -> LabelsResult:
     """Contract labels of every buyer at the as-of dates, bucket by bucket."""
-    from riskmodel.features.labels import labels_table
-
     out = output_file(out)
     when = as_of_dates(book, params, dates)
-    parts = []
-    for k in range(book.n_buckets):
-        inv = book.read("invoices", k, ["buyer_id", "issue_date", "due_date", "paid_date"])
-        ev = book.read("events", k, ["buyer_id", "event_date"])
-        parts.append(labels_table(inv, ev, when, book.observed_until,
-                                  params.label.horizon_days, params.label.dpd_threshold))
-        _tick(progress, "labels", k + 1, book.n_buckets)
-    table = pa.concat_tables(parts).sort_by([("as_of", "ascending"),
-                                             ("buyer_id", "ascending")])
+    table = labels_of(book, when, params, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")
     bad = table["bad"]
     labelled = len(bad) - bad.null_count
     rate = pa.compute.mean(bad.cast(pa.float64())).as_py() if labelled else float("nan")
     return LabelsResult(out, table.num_rows, labelled, float(rate), when)
+
+
+def labels_of(book: Book, dates: Sequence[dt.date], params: Params,
+              progress: Progress | None = None) -> pa.Table:
+    """The contract labels of every buyer of the book at ``dates``, bucket by bucket, sorted
+    by as-of date and buyer."""
+    from riskmodel.features.labels import labels_table
+
+    parts = []
+    for k in range(book.n_buckets):
+        inv = book.read("invoices", k, ["buyer_id", "issue_date", "due_date", "paid_date"])
+        ev = book.read("events", k, ["buyer_id", "event_date"])
+        parts.append(labels_table(inv, ev, dates, book.observed_until,
+                                  params.label.horizon_days, params.label.dpd_threshold))
+        _tick(progress, "labels", k + 1, book.n_buckets)
+    return pa.concat_tables(parts).sort_by([("as_of", "ascending"), ("buyer_id", "ascending")])
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
@@ -571,7 +577,7 @@ class EvaluateStageResult:
 
 
 def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str | Path,
-             params: Params) -> tuple[Any, Any]:
+             params: Params) -> tuple[Any, Any, dict[str, Any]]:
     """The model and the split of these features and labels, checked to be the split the
     model was trained on."""
     from riskmodel.modeling.model import load_model_dir, model_files
@@ -589,7 +595,7 @@ def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str 
             "the split of these features/labels differs from the model's training split "
             f"({trained['split']['dates']} vs {split.dates}): evaluate the data the model "
             "was trained on")
-    return model, split
+    return model, split, trained
 
 
 def evaluate(
@@ -607,7 +613,6 @@ def evaluate(
     """The validation report on the out-of-time test set (tables, plots, metrics JSON),
     logged to the model's MLflow run when it has one."""
     from riskmodel.modeling.evaluation import evaluate as run_evaluation
-    from riskmodel.modeling.model import model_files
     from riskmodel.modeling.plots import draw
 
     if truth is not None and not Path(truth).is_file():
@@ -615,12 +620,11 @@ def evaluate(
                             "synthetic world)")
     out_dir = output_folder(out_dir, "--out-dir")
     metrics_path = output_file(metrics_path, "--metrics")
-    model, split = test_set(model_dir, features_path, labels_path, params)
+    model, split, trained = test_set(model_dir, features_path, labels_path, params)
     inputs = [c for c in ("buyer_id", "as_of", "status") if c in split.test.columns]
     inputs += list(model.spec.names)  # the model's own inputs (not excluded features)
     test_pred = model.predict(split.test[inputs])
     train_pred = model.predict(split.train[inputs])
-    trained = json.loads((model_files(model_dir) / "training.json").read_text())
     left_out = {e["feature"] for e in trained.get("excluded_features", [])}
     # features left out of learning are still inputs (blanked), but no part of the model
     judged = [n for n in model.spec.names if n not in left_out]
@@ -686,7 +690,7 @@ def promote(
     test_frame = None
     expected = None
     if features_path is not None and labels_path is not None and model_dir is not None:
-        _, split = test_set(model_dir, features_path, labels_path, params)
+        _, split, _ = test_set(model_dir, features_path, labels_path, params)
         test_frame = split.test
         reg = read_registration(model_dir)
         if reg is None:
@@ -728,15 +732,9 @@ def cut_dates(book: Book, params: Params, cuts: int) -> list[dt.date]:
 
 def _outcomes(book: Book, cut: dt.date, params: Params) -> pd.DataFrame:
     """The contract labels at ``cut`` from the whole book (what happened after it)."""
-    from riskmodel.features.labels import labels_table, labels_to_pandas
+    from riskmodel.features.labels import labels_to_pandas
 
-    parts = [labels_table(book.read("invoices", k, ["buyer_id", "issue_date", "due_date",
-                                                   "paid_date"]),
-                          book.read("events", k, ["buyer_id", "event_date"]), [cut],
-                          book.observed_until, params.label.horizon_days,
-                          params.label.dpd_threshold)
-             for k in range(book.n_buckets)]
-    return labels_to_pandas(pa.concat_tables(parts))
+    return labels_to_pandas(labels_of(book, [cut], params))
 
 
 def backtest(

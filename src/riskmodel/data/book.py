@@ -23,7 +23,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,25 +318,13 @@ class BookWriter:
 
 @dataclass
 class Bucket:
-    """The rows of one bucket (or of a set of buyers), one Arrow table per contract table."""
+    """The rows of one bucket, one Arrow table per contract table."""
 
     index: int
     invoices: pa.Table
     buyers: pa.Table
     events: pa.Table
     exposures: pa.Table | None = None
-
-    def only(self, buyer_ids: Iterable[str]) -> Bucket:
-        """The same bucket restricted to some buyers."""
-        keep = pa.array(sorted(set(buyer_ids)), type=pa.string())
-
-        def sub(t: pa.Table | None) -> pa.Table | None:
-            if t is None:
-                return None
-            return t.filter(pc.is_in(t["buyer_id"], value_set=keep))
-
-        return Bucket(self.index, sub(self.invoices), sub(self.buyers), sub(self.events),
-                      sub(self.exposures))
 
 
 class Book:
@@ -364,9 +352,6 @@ class Book:
     def observed_until(self) -> dt.date:
         return self.manifest.observed_until
 
-    def tables(self) -> list[str]:
-        return sorted(p.name for p in self.path.iterdir() if p.is_dir())
-
     def read(self, table: str, bucket: int, columns: Sequence[str] | None = None) -> pa.Table:
         path = _part(self.path, table, bucket)
         if not path.exists():
@@ -379,10 +364,6 @@ class Book:
         return Bucket(k, self.read("invoices", k, invoice_columns), self.read("buyers", k),
                       self.read("events", k), exposures)
 
-    def buckets(self, only: Iterable[int] | None = None) -> Iterator[Bucket]:
-        for k in (range(self.n_buckets) if only is None else sorted(set(only))):
-            yield self.bucket(k)
-
     def buckets_for(self, buyer_ids: Iterable[str]) -> dict[int, list[str]]:
         """Which bucket holds each of ``buyer_ids``."""
         ids = sorted(set(buyer_ids))
@@ -391,10 +372,6 @@ class Book:
         for b, i in zip(found.tolist(), ids, strict=True):
             out.setdefault(int(b), []).append(i)
         return out
-
-    def glob(self, table: str) -> str:
-        """A glob over a table's parts (for DuckDB's read_parquet)."""
-        return str(self.path / table / "bucket=*" / "*.parquet")
 
     def count(self, table: str) -> int:
         return int(sum(pq.ParquetFile(_part(self.path, table, k)).metadata.num_rows

@@ -52,6 +52,7 @@ from riskmodel.data.contract.reader import (
     RawTable,
     check_csv_header,
     check_not_empty,
+    check_required_columns,
     locate,
     parquet_parts,
 )
@@ -202,15 +203,6 @@ def _mapped(src: _Source, frame: pd.DataFrame, mapping: Mapping) -> pd.DataFrame
         cols = [c.name for c in TABLE_COLUMNS[src.name] if c.name in mapped.columns]
         mapped = mapped[cols].drop_duplicates(ignore_index=True)
     return mapped
-
-
-def _check_columns(columns: list[str], name: str, source: str) -> None:
-    for spec in TABLE_COLUMNS[name]:
-        if spec.required and spec.name not in columns:
-            raise ContractError(
-                source, "missing required column",
-                f"table {name} needs column {spec.name!r}; found {list(columns)}",
-                column=spec.name, fix="rename it in the export or map it with --mapping")
 
 
 def _typed_ids(column: pa.ChunkedArray | pa.Array, source: str) -> pa.Array:
@@ -619,7 +611,7 @@ def _stage_table(stage: _Stage, src: _Source, mapping: Mapping, batch_rows: int)
             mapped = _mapped(src, frame, mapping)
             columns = list(mapped.columns)
         if first:
-            _check_columns(columns, src.name, src.source)
+            check_required_columns(list(columns), src.name, src.source)
             first = False
         stage.add(src.name, mapped, src.source)
 

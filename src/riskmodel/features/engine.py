@@ -396,11 +396,11 @@ def peers_sql(features: str, context: str, cfg: FeatureConfig) -> str:
 
 
 def with_peers(parts: Sequence[pa.Table], context: pa.Table, cfg: FeatureConfig) -> pa.Table:
-    """Bucket outputs joined with the peer context: the final feature table."""
+    """Bucket outputs (at least one) joined with the peer context: the final feature
+    table."""
     con = duckdb.connect(config={"threads": cfg.threads})
     try:
-        con.register("f", pa.concat_tables(parts) if parts else _typed(
-            pa.table({}), []).schema.empty_table())
+        con.register("f", pa.concat_tables(parts))
         con.register("ctx", context)
         table = con.sql(peers_sql("f", "ctx", cfg)).to_arrow_table()
     finally:

@@ -156,15 +156,20 @@ def read_tables(raw_dir: str | Path, mapping: Mapping | None = None) -> dict[str
     return tables
 
 
-def _check_columns(frame: pd.DataFrame, name: str, source: str, allow_no_rows: bool) -> None:
+def check_required_columns(columns: list[str], name: str, source: str) -> None:
+    """Every required column of table ``name`` must be among ``columns`` (after mapping)."""
     for spec in TABLE_COLUMNS[name]:
-        if spec.required and spec.name not in frame.columns:
+        if spec.required and spec.name not in columns:
             raise ContractError(
                 source,
                 "missing required column",
-                f"table {name} needs column {spec.name!r}; found {list(frame.columns)}",
+                f"table {name} needs column {spec.name!r}; found {list(columns)}",
                 column=spec.name,
                 fix="rename it in the export or map it with --mapping",
             )
+
+
+def _check_columns(frame: pd.DataFrame, name: str, source: str, allow_no_rows: bool) -> None:
+    check_required_columns(list(frame.columns), name, source)
     if len(frame) == 0 and not allow_no_rows:
         raise ContractError(source, "empty table", f"table {name} has a header but no rows")
