@@ -22,6 +22,7 @@ import pandas as pd
 
 from riskmodel.features import ID_COLUMNS
 from riskmodel.modeling.calibration import Calibrator
+from riskmodel.modeling.domain import DomainProfile
 from riskmodel.modeling.masterscale import DEFAULT_GRADE, MasterScale
 
 #: the folder, inside an MLflow pyfunc model directory, that holds the model files
@@ -31,6 +32,11 @@ FILES = {
     "calibration": "calibration.json",
     "master_scale": "master_scale.json",
     "features": "features.json",
+}
+#: model files that a model folder may lack: written when the model has them, read when
+#: present (a folder saved before the domain profile existed still loads, without one)
+OPTIONAL_FILES = {
+    "profile": "domain_profile.json",
 }
 
 
@@ -114,14 +120,16 @@ def design_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 
 class RiskModel:
-    """A calibrated, graded PD model."""
+    """A calibrated, graded PD model; ``profile`` is the training domain of its features
+    (:mod:`riskmodel.modeling.domain`), None for a model saved without one."""
 
     def __init__(self, booster: lgb.Booster, calibrator: Calibrator, scale: MasterScale,
-                 spec: FeatureSpec) -> None:
+                 spec: FeatureSpec, profile: DomainProfile | None = None) -> None:
         self.booster = booster
         self.calibrator = calibrator
         self.scale = scale
         self.spec = spec
+        self.profile = profile
 
     def margin(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw booster score of each row (before calibration); ``status`` is not needed."""
@@ -142,14 +150,19 @@ class RiskModel:
 
     # ---------------------------------------------------------------- files
     def save(self, directory: str | Path) -> dict[str, str]:
-        """Write the four files; returns their SHA-256, the model's fingerprint."""
+        """Write the four files (and the domain profile, when the model has one); returns
+        their SHA-256, the model's fingerprint."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / FILES["booster"]))
         _write_json(directory / FILES["calibration"], self.calibrator.to_dict())
         _write_json(directory / FILES["master_scale"], self.scale.to_dict())
         _write_json(directory / FILES["features"], self.spec.to_dict())
-        return {k: sha256(directory / f) for k, f in FILES.items()}
+        written = dict(FILES)
+        if self.profile is not None:
+            _write_json(directory / OPTIONAL_FILES["profile"], self.profile.to_dict())
+            written["profile"] = OPTIONAL_FILES["profile"]
+        return {k: sha256(directory / f) for k, f in written.items()}
 
     @classmethod
     def load(cls, directory: str | Path) -> RiskModel:
@@ -161,7 +174,10 @@ class RiskModel:
         cal = Calibrator.from_dict(_read_json(directory / FILES["calibration"]))
         scale = MasterScale(_read_json(directory / FILES["master_scale"])["upper_bounds"])
         spec = FeatureSpec.from_dict(_read_json(directory / FILES["features"]))
-        return cls(booster, cal, scale, spec)
+        profile = None
+        if (directory / OPTIONAL_FILES["profile"]).exists():
+            profile = DomainProfile.from_dict(_read_json(directory / OPTIONAL_FILES["profile"]))
+        return cls(booster, cal, scale, spec, profile)
 
 
 def model_files(model_dir: str | Path) -> Path:
@@ -182,13 +198,18 @@ def load_model_dir(model_dir: str | Path) -> RiskModel:
 
 
 def content_hash(directory: str | Path) -> str:
-    """SHA-256 over the names and bytes of the model files (:data:`FILES`, in a fixed order)
-    in ``directory``: equal exactly when the saved models are identical. Other files beside
-    them (``training.json``, which holds the training date) do not count."""
+    """SHA-256 over the names and bytes of the model files (:data:`FILES`, then those of
+    :data:`OPTIONAL_FILES` that are present, in a fixed order) in ``directory``: equal exactly
+    when the saved models are identical (a folder without the optional files hashes as it did
+    before they existed). Other files beside them (``training.json``, which holds the
+    training date) do not count."""
     directory = Path(directory)
     h = hashlib.sha256()
-    for key in sorted(FILES):
-        h.update(f"{FILES[key]}\0{sha256(directory / FILES[key])}\n".encode())
+    names = [FILES[k] for k in sorted(FILES)]
+    names += [OPTIONAL_FILES[k] for k in sorted(OPTIONAL_FILES)
+              if (directory / OPTIONAL_FILES[k]).exists()]
+    for name in names:
+        h.update(f"{name}\0{sha256(directory / name)}\n".encode())
     return h.hexdigest()
 
 
@@ -208,5 +229,5 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-__all__ = ["DEFAULT_GRADE", "STATUSES", "FeatureMismatchError", "FeatureSpec", "RiskModel",
+__all__ = ["DEFAULT_GRADE", "OPTIONAL_FILES", "STATUSES", "FeatureMismatchError", "FeatureSpec", "RiskModel",
            "content_hash", "default_flags", "load_model_dir", "model_files"]
