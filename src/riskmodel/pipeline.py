@@ -574,6 +574,9 @@ class EvaluateStageResult:
     evaluation: Any  # riskmodel.modeling.evaluation.Evaluation
     files: list[Path]
     metrics_path: Path
+    #: how the test set leaves the training domain (riskmodel.modeling.domain.DomainWarning);
+    #: None when the model has no domain profile (saved before profiles existed)
+    domain: list[Any] | None = None
 
 
 def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str | Path,
@@ -584,7 +587,7 @@ def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str 
     from riskmodel.modeling.training import TrainingError, build_panel, split_panel
 
     try:
-        model = load_model_dir(model_dir)
+        model = load_holdout(model_dir)  # the test dates are in the shipped model's refit
         panel = build_panel(read_features(features_path), read_labels(labels_path))
         split = split_panel(panel, params)
     except (FileNotFoundError, TrainingError) as exc:
@@ -611,13 +614,16 @@ def evaluate(
     project_dir: str | Path | None = None,
 ) -> EvaluateStageResult:
     """The validation report on the out-of-time test set (tables, plots, metrics JSON),
-    logged to the model's MLflow run when it has one."""
+    logged to the model's MLflow run when it has one. ``truth`` (default: params
+    ``evaluate.truth``) adds the oracle figures of a synthetic world. The test set is checked
+    against the model's training domain (:attr:`EvaluateStageResult.domain`; the count is
+    the metric ``domain_warnings``)."""
+    from riskmodel.modeling.domain import check as check_domain
     from riskmodel.modeling.evaluation import evaluate as run_evaluation
     from riskmodel.modeling.plots import draw
 
-    if truth is not None and not Path(truth).is_file():
-        raise PipelineError(f"{truth}: no such file (--truth is the truth.parquet of a "
-                            "synthetic world)")
+    truth_path, truth_source = _truth_path(truth, params)
+    truth_frame = _read_truth(truth_path, truth_source) if truth_path is not None else None
     out_dir = output_folder(out_dir, "--out-dir")
     metrics_path = output_file(metrics_path, "--metrics")
     model, split, trained = test_set(model_dir, features_path, labels_path, params)
@@ -629,23 +635,20 @@ def evaluate(
     # features left out of learning are still inputs (blanked), but no part of the model
     judged = [n for n in model.spec.names if n not in left_out]
     oracle = None
-    if truth is not None:
-        try:
-            t = pd.read_parquet(truth)
-        except (OSError, ValueError) as exc:
-            raise PipelineError(f"{truth}: cannot read: {exc}") from exc
-        if not {"buyer_id", "as_of", "pd_true"} <= set(t.columns):
-            raise PipelineError(f"{truth}: needs columns buyer_id, as_of, pd_true")
-        t["as_of"] = pd.to_datetime(t["as_of"]).astype("datetime64[s]")
-        joined = split.test[["buyer_id", "as_of"]].merge(t, on=["buyer_id", "as_of"],
+    if truth_frame is not None:
+        joined = split.test[["buyer_id", "as_of"]].merge(truth_frame, on=["buyer_id", "as_of"],
                                                          how="left")
         if joined["pd_true"].isna().any():
-            raise PipelineError(f"{truth}: {int(joined['pd_true'].isna().sum())} test rows "
-                                "have no pd_true (is this the truth of the same world?)")
+            raise PipelineError(f"{truth_path}: {int(joined['pd_true'].isna().sum())} test "
+                                "rows have no pd_true (is this the truth of the same world?)")
         oracle = joined["pd_true"].to_numpy()
     ev = run_evaluation(split.test, test_pred, split.train, train_pred, judged,
                         model.scale, params.evaluate.ece_bins, params.evaluate.psi_bins,
                         oracle, params.evaluate.asset_correlation)
+    domain = None
+    if model.profile is not None:
+        domain = check_domain(model.profile, split.test, features=judged)
+        ev.metrics["domain_warnings"] = float(len(domain))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     tables = {"grades.csv": ev.grades, "calibration.csv": ev.calibration, "roc.csv": ev.roc,
@@ -665,7 +668,7 @@ def evaluate(
         if reg is not None:
             log_evaluation(reg["run_id"], ev.metrics, [*files, metrics_path],
                            project_dir=project_dir)
-    return EvaluateStageResult(ev, files, metrics_path)
+    return EvaluateStageResult(ev, files, metrics_path, domain)
 
 
 # --------------------------------------------------------------------------- promote
@@ -717,6 +720,10 @@ class BacktestResult:
     table: pd.DataFrame
     summary: dict[str, float]
     files: list[Path]
+    #: per cut (ISO date), how the live buyers scored there leave the training domain of
+    #: that cut's model (riskmodel.modeling.domain.DomainWarning); None when the models have
+    #: no domain profile
+    domain: dict[str, list[Any]] | None = None
 
 
 def cut_dates(book: Book, params: Params, cuts: int) -> list[dt.date]:
@@ -750,18 +757,24 @@ def backtest(
     window is observed, the book is cut to what was known that day (``observed_until`` = the
     cut), features, labels and the model are built on it with these params exactly as the
     pipeline builds them, every live buyer at the cut is scored, and the scores are judged on
-    the outcomes in ``(cut, cut + horizon]``. Costs one training per cut."""
+    the outcomes in ``(cut, cut + horizon]``. Costs one training per cut. ``truth`` (default:
+    params ``evaluate.truth``) adds the oracle figures of a synthetic world. The live buyers
+    of each cut are checked against the training domain of that cut's model
+    (:attr:`BacktestResult.domain`; the column ``domain_warnings`` of the table)."""
     from riskmodel.data.book import CutBook
     from riskmodel.modeling.backtest import COLUMNS, cut_figures, summary
+    from riskmodel.modeling.domain import check as check_domain
     from riskmodel.modeling.training import TrainingError, train_model
 
     if cuts < 1:
         raise PipelineError(f"--cuts must be at least 1, got {cuts}")
     if out_dir is not None:
         output_folder(out_dir, "--out-dir")
-    truth_frame = _read_truth(truth) if truth is not None else None
+    truth_path, truth_source = _truth_path(truth, params)
+    truth_frame = _read_truth(truth_path, truth_source) if truth_path is not None else None
     chosen = cut_dates(book, params, cuts)
     rows = []
+    domain: dict[str, list[Any]] | None = {}
     for i, cut in enumerate(chosen):
         cb = CutBook(book, cut)
         with tempfile.TemporaryDirectory() as tmp:
@@ -775,6 +788,13 @@ def backtest(
         at = pd.Timestamp(cut)
         live = feats[(feats["as_of"] == at) & (feats["status"] == "active")]
         scored = live[["buyer_id"]].assign(pd=result.model.predict(live)["pd"].to_numpy())
+        if result.model.profile is None:
+            domain = None
+        elif domain is not None:
+            left_out = {e["feature"] for e in result.metadata().get("excluded_features", [])}
+            domain[cut.isoformat()] = check_domain(
+                result.model.profile, live,
+                features=[n for n in result.model.spec.names if n not in left_out])
         judged = scored.merge(_outcomes(book, cut, params)[["buyer_id", "bad"]],
                               on="buyer_id", how="left", validate="one_to_one")
         judged = judged[judged["bad"].notna()]
@@ -783,8 +803,9 @@ def backtest(
             t = truth_frame[truth_frame["as_of"] == at][["buyer_id", "pd_true"]]
             judged = judged.merge(t, on="buyer_id", how="left", validate="one_to_one")
             if judged["pd_true"].isna().any():
-                raise PipelineError(f"{truth}: no pd_true for {int(judged['pd_true'].isna().sum())}"
-                                    f" buyers at {cut} (is this the truth of the same world?)")
+                raise PipelineError(f"{truth_path}: no pd_true for "
+                                    f"{int(judged['pd_true'].isna().sum())} buyers at {cut} "
+                                    "(is this the truth of the same world?)")
             pd_true = judged["pd_true"].to_numpy()
         fig = cut_figures(judged["bad"].astype(float).to_numpy(), judged["pd"].to_numpy(),
                           pd_true, params.evaluate.ece_bins)
@@ -795,6 +816,9 @@ def backtest(
         _tick(progress, "backtest", i + 1, len(chosen))
     table = pd.DataFrame(rows)[list(COLUMNS)]
     summ = summary(table)
+    if domain is not None:
+        table["domain_warnings"] = [len(domain[c]) for c in table["cut"]]
+        summ["backtest_domain_warnings"] = float(table["domain_warnings"].sum())
     files: list[Path] = []
     if out_dir is not None:
         out = Path(out_dir)

@@ -58,6 +58,44 @@ TERMS = np.array([30, 45, 60, 90])
 TERMS_WEIGHTS = np.array([0.45, 0.2, 0.25, 0.1])
 N_SUPPLIERS = 5000
 SIGMA_IDIO = 0.55  # per sqrt(year)
+# business cycles (SynthConfig.cycles): one square-wave drift per industry factor
+CYCLE_PERIOD_YEARS = (4.0, 6.0)  # the common credit cycle's period, drawn per seed
+CYCLE_PERIOD_SPREAD = 0.15  # an industry's period is the common one times exp(U(-s, s))
+CYCLE_PHASE_SPREAD = 0.6  # an industry's phase is the common one plus U(-s, s) radians
+CYCLE_AMPLITUDE = 0.2  # drift per year of an industry with the median factor volatility 0.18
+CYCLE_AMPLITUDE_SPREAD = (0.75, 1.25)  # times U(lo, hi) per industry
+DEFAULT_SHOCK_SIZE = 0.5  # downward jump of X, in units of distance to default
+_QUAD_NODES, _QUAD_WEIGHTS = np.polynomial.legendre.leggauss(48)
+_QUAD_RANGE = 8.0  # standard deviations of X(t1) either side of its mean
+
+
+@dataclass(frozen=True)
+class Shock:
+    """An industry downturn: on ``date`` the distance to default ``X`` of every buyer of
+    ``industry`` that is trading then falls by ``size`` (a jump of the industry factor)."""
+
+    industry: str
+    date: dt.date
+    size: float = DEFAULT_SHOCK_SIZE
+
+    @classmethod
+    def parse(cls, text: str) -> Shock:
+        """``INDUSTRY:YYYY-MM-DD[:SIZE]``; raises ValueError with a message for the user."""
+        parts = text.strip().split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"--shock {text!r}: expected INDUSTRY:YYYY-MM-DD[:SIZE]")
+        industry = parts[0].strip().upper()
+        try:
+            date = dt.date.fromisoformat(parts[1].strip())
+        except ValueError:
+            raise ValueError(f"--shock {text!r}: date {parts[1]!r} is not YYYY-MM-DD") from None
+        size = DEFAULT_SHOCK_SIZE
+        if len(parts) == 3:
+            try:
+                size = float(parts[2])
+            except ValueError:
+                raise ValueError(f"--shock {text!r}: size {parts[2]!r} is not a number") from None
+        return cls(industry, date, size)
 
 
 @dataclass(frozen=True)
@@ -73,6 +111,11 @@ class SynthConfig:
     extra: dict[str, float] = field(default_factory=dict)
     #: write ``dispute_date`` (contract 1.1); False writes invoices as contract 1.0 did
     dispute_dates: bool = True
+    #: business cycles: a deterministic square-wave drift per industry factor (the command
+    #: line turns them on by default; False is the world without cycles, as before)
+    cycles: bool = False
+    #: industry downturns: a surprise downward jump of an industry's factor on a date
+    shocks: tuple[Shock, ...] = ()
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -81,6 +124,16 @@ class SynthConfig:
             bad = [d for d in self.truth_dates if not self.start <= d <= self.end]
             if bad:
                 raise ValueError(f"truth date {bad[0]} is outside [{self.start}, {self.end}]")
+        for sh in self.shocks:
+            spec = f"{sh.industry}:{sh.date}:{sh.size:g}"
+            if sh.industry not in INDUSTRIES:
+                raise ValueError(f"--shock {spec}: unknown industry {sh.industry!r} "
+                                 f"(one of {', '.join(INDUSTRIES)})")
+            if not self.start < sh.date <= self.end:
+                raise ValueError(f"--shock {spec}: date {sh.date} is outside "
+                                 f"({self.start}, {self.end}] (after --start, up to --end)")
+            if not (np.isfinite(sh.size) and sh.size > 0):
+                raise ValueError(f"--shock {spec}: size {sh.size:g} must be a positive number")
 
     @property
     def n_days(self) -> int:
@@ -93,7 +146,9 @@ class SynthConfig:
         return [d.date() for d in qe]
 
 
-def first_passage_prob(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, s: float) -> np.ndarray:
+def first_passage_prob(
+    x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, s: float | np.ndarray
+) -> np.ndarray:
     """P(min over (0, s] of x + mu t + sigma W_t <= 0), the Brownian first-passage law."""
     x = np.maximum(x, 0.0)
     sq = sigma * np.sqrt(s)
@@ -110,23 +165,149 @@ def pd_within(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray, horizon_days: in
     return np.mean(probs, axis=0)
 
 
+def pd_within_schedule(
+    x: np.ndarray,
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    m1: np.ndarray,
+    change_days: np.ndarray,
+    m2: np.ndarray,
+    horizon_days: int = 365,
+) -> np.ndarray:
+    """P(credit event within ``horizon_days``) for a live buyer at distance ``x`` whose drift is
+    ``mu + m1`` for the first ``change_days`` days and ``mu + m2`` after (``change_days`` is
+    ``inf`` where the drift does not change inside the horizon).
+
+    Without a change it is the closed form. With one, the probability of passage by ``T`` is
+    ``P(passage by t1) + E[P(passage in (t1, T] | X(t1)); no passage by t1]``: the first term
+    and the inner probability are closed forms, and the expectation over the killed density of
+    ``X(t1)`` is a 48-node Gauss-Legendre quadrature over 8 standard deviations either side
+    of its mean (absolute error below 1e-7; see the tests)."""
+    out = np.zeros(len(x))
+    two_piece = change_days < horizon_days
+    idx = np.flatnonzero(two_piece)
+    if len(idx):
+        xi, mi, si = np.maximum(x[idx], 0.0), mu[idx], sigma[idx]
+        t1 = change_days[idx] / YEAR
+        d1 = mi + m1[idx]
+        s1 = si * np.sqrt(t1)
+        centre = xi + d1 * t1
+        lo = np.maximum(-centre / s1, -_QUAD_RANGE)
+        half = (np.maximum(lo, _QUAD_RANGE) - lo) / 2
+        z = lo[:, None] + half[:, None] * (_QUAD_NODES[None, :] + 1.0)
+        y = np.maximum(centre[:, None] + s1[:, None] * z, 0.0)
+        with np.errstate(over="ignore"):
+            kill = -np.expm1(-2.0 * xi[:, None] * y / s1[:, None] ** 2)
+        w = half[:, None] * _QUAD_WEIGHTS[None, :] * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi) * kill
+        p1 = first_passage_prob(xi, d1, si, t1)
+    for lag in EVENT_LAGS:
+        s_days = horizon_days - lag
+        p = np.empty(len(x))
+        one = ~two_piece | (change_days >= s_days)
+        p[one] = first_passage_prob(x[one], mu[one] + m1[one], sigma[one], s_days / YEAR)
+        sub = ~one[idx]  # rows of idx whose change falls inside this lag's window
+        if sub.any():
+            t2 = (s_days - change_days[idx][sub]) / YEAR
+            p2 = first_passage_prob(y[sub], (mi + m2[idx])[sub, None], si[sub, None],
+                                    t2[:, None])
+            p[idx[sub]] = np.clip(p1[sub] + (w[sub] * p2).sum(axis=1), 0.0, 1.0)
+        out += p
+    return out / len(EVENT_LAGS)
+
+
 @dataclass
 class _Factors:
     grid: np.ndarray  # day offsets from start, sorted, including 0, truth dates and the last day
-    industry: np.ndarray  # (n_industries, n_grid)
+    industry: np.ndarray  # (n_industries, n_grid): random walk + cycle drift - shock jumps
     country: np.ndarray  # (n_countries, n_grid)
+    #: (n_industries, n_grid) downward jump at each grid point (shocks); None without shocks
+    jump: np.ndarray | None = None
+    #: per (industry, truth date): cycle drift after the date, days to its one change within
+    #: a year (inf if none), drift after the change; None without cycles
+    truth_m1: np.ndarray | None = None
+    truth_change: np.ndarray | None = None
+    truth_m2: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CycleParams:
+    """The business cycles of a world: industry ``k`` has drift ``+amplitude[k]`` per year
+    while ``sin(2 pi t / period[k] + phase[k]) >= 0`` (``t`` in years from the start) and
+    ``-amplitude[k]`` otherwise, on the grid steps (evaluated at each step's midpoint)."""
+
+    common_period: float
+    common_phase: float
+    period: np.ndarray
+    phase: np.ndarray
+    amplitude: np.ndarray
+
+    def step_drift(self, points: np.ndarray) -> np.ndarray:
+        """(n_industries, len(points) - 1): the drift on each step between day offsets."""
+        mid = (points[:-1] + points[1:]) / 2.0 / YEAR
+        arg = 2 * np.pi * mid[None, :] / self.period[:, None] + self.phase[:, None]
+        return self.amplitude[:, None] * np.where(np.sin(arg) >= 0, 1.0, -1.0)
+
+
+def cycle_params(seed: int) -> CycleParams:
+    """The cycles of the world of ``seed``, from their own stream ``(seed, 1000004)``."""
+    rng = np.random.default_rng([seed, 1_000_004])
+    k = len(INDUSTRIES)
+    period = rng.uniform(*CYCLE_PERIOD_YEARS)
+    phase = rng.uniform(0.0, 2 * np.pi)
+    periods = period * np.exp(rng.uniform(-CYCLE_PERIOD_SPREAD, CYCLE_PERIOD_SPREAD, k))
+    phases = phase + rng.uniform(-CYCLE_PHASE_SPREAD, CYCLE_PHASE_SPREAD, k)
+    amps = CYCLE_AMPLITUDE * INDUSTRY_VOL / 0.18 * rng.uniform(*CYCLE_AMPLITUDE_SPREAD, k)
+    return CycleParams(period, phase, periods, phases, amps)
+
+
+def _shock_days(cfg: SynthConfig) -> np.ndarray:
+    return np.array([(sh.date - cfg.start).days for sh in cfg.shocks], dtype=np.int64)
 
 
 def _factors(cfg: SynthConfig, truth_days: np.ndarray) -> _Factors:
     rng = np.random.default_rng([cfg.seed, 1_000_003])
-    grid = np.unique(np.concatenate([np.arange(0, cfg.n_days, 7), truth_days, [cfg.n_days - 1]]))
+    parts: list[np.ndarray] = [np.arange(0, cfg.n_days, 7), truth_days,
+                               np.array([cfg.n_days - 1], dtype=np.int64)]
+    if cfg.shocks:
+        parts.append(_shock_days(cfg))
+    grid = np.unique(np.concatenate(parts))
     dt_years = np.diff(grid) / YEAR
 
     def walk(vol: np.ndarray) -> np.ndarray:
         steps = rng.standard_normal((len(vol), len(dt_years))) * vol[:, None] * np.sqrt(dt_years)
         return np.concatenate([np.zeros((len(vol), 1)), np.cumsum(steps, axis=1)], axis=1)
 
-    return _Factors(grid, walk(INDUSTRY_VOL), walk(COUNTRY_VOL))
+    fac = _Factors(grid, walk(INDUSTRY_VOL), walk(COUNTRY_VOL))
+    if cfg.cycles:
+        # the drift schedule runs a year past the end, for the horizons of late truth dates
+        ext = np.unique(np.concatenate([grid, np.arange(0, cfg.n_days + 372, 7)]))
+        drift = cycle_params(cfg.seed).step_drift(ext)
+        n_steps = len(grid) - 1
+        fac.industry = fac.industry + np.concatenate(
+            [np.zeros((len(INDUSTRIES), 1)), np.cumsum(drift[:, :n_steps] * dt_years, axis=1)],
+            axis=1,
+        )
+        shape = (len(INDUSTRIES), len(truth_days))
+        fac.truth_m1, fac.truth_m2 = np.zeros(shape), np.zeros(shape)
+        fac.truth_change = np.full(shape, np.inf)
+        for t, day in enumerate(truth_days):
+            i = int(np.searchsorted(ext, day))
+            for k in range(len(INDUSTRIES)):
+                changes = i + 1 + np.flatnonzero(np.diff(drift[k, i:]) != 0)  # turning points
+                soon = changes[ext[changes] - day < 365]
+                if len(soon) > 1:  # cannot happen: half a period is longer than a year
+                    raise RuntimeError("two cycle turning points within a year")
+                fac.truth_m1[k, t] = fac.truth_m2[k, t] = drift[k, i]
+                if len(soon):
+                    fac.truth_change[k, t] = ext[soon[0]] - day
+                    fac.truth_m2[k, t] = drift[k, soon[0]]
+    if cfg.shocks:
+        fac.jump = np.zeros_like(fac.industry)
+        for sh, day in zip(cfg.shocks, _shock_days(cfg), strict=True):
+            k = int(np.flatnonzero(INDUSTRIES == sh.industry)[0])
+            fac.jump[k, int(np.searchsorted(grid, day))] += sh.size
+        fac.industry = fac.industry - np.cumsum(fac.jump, axis=1)
+    return fac
 
 
 @dataclass
@@ -176,16 +357,25 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
     x = x0[:, None] + cum - cum[np.arange(n), entry_idx][:, None]
     active_step = np.arange(n_grid - 1)[None, :] >= entry_idx[:, None]
     x_lo, x_hi = x[:, :-1], x[:, 1:]
+    # the continuous part of a step ends just before any shock jump at its end point
+    x_end = x_hi if fac.jump is None else x_hi + fac.jump[ind, 1:]
     with np.errstate(over="ignore"):
-        p_bridge = np.exp(-2.0 * np.maximum(x_lo, 0) * np.maximum(x_hi, 0)
+        p_bridge = np.exp(-2.0 * np.maximum(x_lo, 0) * np.maximum(x_end, 0)
                           / (sigma[:, None] ** 2 * dt_years[None, :]))
-    crossed = active_step & ((x_hi <= 0) | (rng.random(x_lo.shape) < p_bridge))
+    crossed = active_step & ((x_end <= 0) | (rng.random(x_lo.shape) < p_bridge))
+    by_jump = None
+    if fac.jump is not None:  # a shock jump to X <= 0 defaults on the shock day itself
+        by_jump = active_step & (x_hi <= 0) & ~crossed
+        crossed |= by_jump
     has_default = crossed.any(axis=1)
     step = np.argmax(crossed, axis=1)
     span = grid[step + 1] - grid[step]
     default_day = np.where(
         has_default, grid[step] + 1 + np.floor(rng.random(n) * span).astype(np.int64), 10**9
     )
+    if by_jump is not None:
+        default_day = np.where(has_default & by_jump[np.arange(n), step], grid[step + 1],
+                               default_day)
     lag = rng.choice(EVENT_LAGS, size=n)
     event_day = np.where(has_default, default_day + lag, 10**9)
     entry_day = grid[entry_idx]
@@ -302,14 +492,20 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
 
     # ---- truth: exact PD of the bad outcome within 365 days, for buyers not in default at A
     truth_parts = []
-    for day in _truth_days(cfg):
+    for t, day in enumerate(_truth_days(cfg)):
         g = int(np.searchsorted(grid, day))
         started = entry_day <= day
         in_default = event_day <= day
         pending = (default_day <= day) & ~in_default
         live = started & ~in_default & ~pending
         pdv = np.zeros(n)
-        pdv[live] = pd_within(x[live, g], mu[live], sigma[live])
+        if fac.truth_m1 is None or fac.truth_change is None or fac.truth_m2 is None:
+            pdv[live] = pd_within(x[live, g], mu[live], sigma[live])
+        else:  # given the state at A and the known cycle drift; future shocks unforeseen
+            k = ind[live]
+            pdv[live] = pd_within_schedule(x[live, g], mu[live], sigma[live],
+                                           fac.truth_m1[k, t], fac.truth_change[k, t],
+                                           fac.truth_m2[k, t])
         pdv[pending & started] = 1.0
         rows = started & ~in_default
         truth_parts.append(
