@@ -188,9 +188,14 @@ def synth(
     chunk_buyers: Annotated[
         int, typer.Option("--chunk-buyers", min=1, help="Buyers per Parquet part.")
     ] = 10_000,
+    cycles: Annotated[bool, typer.Option(
+        "--cycles/--no-cycles", help="Business cycles in the industry factors.")] = True,
+    shock: Annotated[list[str] | None, typer.Option(
+        "--shock", help="Industry downturn INDUSTRY:YYYY-MM-DD[:SIZE], a surprise drop of the "
+                        "distance to default by SIZE (default 0.5); repeatable.")] = None,
 ) -> None:
     """Write a synthetic buyer world (contract tables plus truth.parquet) with known PDs."""
-    from riskmodel.data.synth import SynthConfig, write_world
+    from riskmodel.data.synth import Shock, SynthConfig, write_world
 
     dates = None
     if truth_dates:
@@ -201,9 +206,10 @@ def synth(
             raise _fail(f"--truth-dates: {exc} (dates are YYYY-MM-DD, comma-separated)",
                         2) from exc
     try:
+        shocks = tuple(Shock.parse(text) for text in shock or [])
         cfg = SynthConfig(
             n_buyers=buyers, start=start.date(), end=end.date(), seed=seed, truth_dates=dates,
-            chunk_buyers=chunk_buyers,
+            chunk_buyers=chunk_buyers, cycles=cycles, shocks=shocks,
         )
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc

@@ -83,18 +83,18 @@ class Shock:
         """``INDUSTRY:YYYY-MM-DD[:SIZE]``; raises ValueError with a message for the user."""
         parts = text.strip().split(":")
         if len(parts) not in (2, 3):
-            raise ValueError(f"--shock {text!r}: expected INDUSTRY:YYYY-MM-DD[:SIZE]")
+            raise ValueError(f"--shock {text}: expected INDUSTRY:YYYY-MM-DD[:SIZE]")
         industry = parts[0].strip().upper()
         try:
             date = dt.date.fromisoformat(parts[1].strip())
         except ValueError:
-            raise ValueError(f"--shock {text!r}: date {parts[1]!r} is not YYYY-MM-DD") from None
+            raise ValueError(f"--shock {text}: date {parts[1]} is not YYYY-MM-DD") from None
         size = DEFAULT_SHOCK_SIZE
         if len(parts) == 3:
             try:
                 size = float(parts[2])
             except ValueError:
-                raise ValueError(f"--shock {text!r}: size {parts[2]!r} is not a number") from None
+                raise ValueError(f"--shock {text}: size {parts[2]} is not a number") from None
         return cls(industry, date, size)
 
 
