@@ -313,6 +313,27 @@ def train(
                    f"(run {reg.run_id})")
 
 
+#: the most domain warnings a command prints (the rest are counted)
+DOMAIN_LINES = 10
+
+
+def _domain_warnings(warnings: list[tuple[str, Any]] | None, what: str) -> None:
+    """Each (prefix, DomainWarning) as a yellow ``warning:`` line on stderr, at most
+    :data:`DOMAIN_LINES` of them and a count of the rest; None: the model has no profile."""
+    def warn(text: str) -> None:
+        typer.secho(f"warning: {text}", err=True, fg=typer.colors.YELLOW)
+
+    if warnings is None:
+        warn(f"the model has no domain profile (saved by an older riskmodel): {what} not "
+             "checked against the training domain (retrain to add one)")
+        return
+    for prefix, w in warnings[:DOMAIN_LINES]:
+        warn(f"{prefix}{w.message}")
+    rest = len(warnings) - DOMAIN_LINES
+    if rest > 0:
+        warn(f"... and {rest} more outside the training domain")
+
+
 @app.command()
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory from `riskmodel train`.")],
@@ -325,7 +346,8 @@ def evaluate(
                                                                  "metrics).")
                             ] = Path("metrics.json"),
     truth: Annotated[Path | None, typer.Option(
-        "--truth", help="truth.parquet of a synthetic world: adds the oracle AUC.")] = None,
+        "--truth", help="truth.parquet of a synthetic world: adds the oracle AUC (default: "
+                        "evaluate.truth).")] = None,
     log: Annotated[bool, typer.Option("--log/--no-log", help="Log to the MLflow run.")] = True,
 ) -> None:
     """Validation report on the out-of-time test set; logged to the model's MLflow run."""
@@ -342,6 +364,8 @@ def evaluate(
     m = res.evaluation.metrics
     typer.echo(f"test AUC {m['test_auc']:.4f}, ECE {m['test_ece']:.4f}; wrote "
                f"{len(res.files)} files to {out_dir} and {res.metrics_path}")
+    _domain_warnings(None if res.domain is None else [("test set: ", w) for w in res.domain],
+                     "the test set was")
 
 
 @app.command()
@@ -391,7 +415,8 @@ def backtest(
     out_dir: Annotated[Path | None, typer.Option(
         "--out-dir", help="Write backtest.csv and backtest.json here.")] = None,
     truth: Annotated[Path | None, typer.Option(
-        "--truth", help="truth.parquet of a synthetic world: adds the oracle figures.")] = None,
+        "--truth", help="truth.parquet of a synthetic world: adds the oracle figures "
+                        "(default: evaluate.truth).")] = None,
     params: ParamsOpt = None,
 ) -> None:
     """Walk-forward backtest: train on the book as it stood at each cut, judge the next year."""
@@ -418,3 +443,6 @@ def backtest(
     console.print(table)
     typer.echo(f"backtest over {len(res.table)} cut(s)"
                + (f"; wrote {', '.join(str(f) for f in res.files)}" if res.files else ""))
+    _domain_warnings(None if res.domain is None else
+                     [(f"cut {cut}: ", w) for cut, ws in res.domain.items() for w in ws],
+                     "the buyers scored at the cuts were")

@@ -139,6 +139,9 @@ class EvaluateParams(_Strict):
     ece_bins: int = Field(default=10, ge=2)
     psi_bins: int = Field(default=10, ge=2)
     asset_correlation: float = Field(default=0.12, ge=0, lt=1)
+    #: the truth.parquet of a synthetic world (the true PD of each buyer and as-of date),
+    #: for the oracle figures of evaluate and backtest; None: real data, no oracle figures
+    truth: str | None = None
 
 
 class PromoteParams(_Strict):

@@ -827,12 +827,28 @@ def backtest(
         (out / "backtest.json").write_text(json.dumps(
             {k: round(v, 6) for k, v in summ.items()}, indent=2, sort_keys=True) + "\n")
         files = [out / "backtest.csv", out / "backtest.json"]
-    return BacktestResult(table, summ, files)
+    return BacktestResult(table, summ, files, domain)
 
 
-def _read_truth(path: str | Path) -> pd.DataFrame:
+def _truth_path(given: str | Path | None, params: Params) -> tuple[Path | None, str]:
+    """The truth file of this run and where it was named: the one given (``--truth``), else
+    params ``evaluate.truth``, else none."""
+    if given is not None:
+        return Path(given), "--truth"
+    if params.evaluate.truth is not None:
+        return Path(params.evaluate.truth), "evaluate.truth"
+    return None, ""
+
+
+def _read_truth(path: str | Path, source: str = "--truth") -> pd.DataFrame:
+    """``buyer_id``, ``as_of`` and ``pd_true`` of a synthetic world's truth file, named by
+    ``source`` (``--truth`` or the params key ``evaluate.truth``)."""
     if not Path(path).is_file():
-        raise PipelineError(f"{path}: no such file (--truth is the truth.parquet of a "
+        if source == "evaluate.truth":
+            raise PipelineError(
+                f"params evaluate.truth: {path}: no such file (only a synthetic world has a "
+                "truth file; for real data set evaluate.truth: null in params)")
+        raise PipelineError(f"{path}: no such file ({source} is the truth.parquet of a "
                             "synthetic world)")
     try:
         t = pd.read_parquet(path, columns=["buyer_id", "as_of", "pd_true"])
