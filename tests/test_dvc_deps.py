@@ -6,6 +6,10 @@ synthetic project, and the ``riskmodel`` modules loaded by the end of the proces
 ``src/`` deps: every module must be covered by a dep (else DVC
 would not rerun the stage when it changes), and every ``src/`` dep must hold a module the
 stage loads (else the stage reruns for nothing).
+
+The project is run as one of real data would be: ``evaluate.truth: null`` and no truth file
+(only a synthetic world has one), so the stages are shown to run without it; the truth file
+that the repository's params.yaml names is an optional input, covered by a data dep.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import datetime as dt
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
+DEMO_TRUTH = "data/raw/truth.parquet"
 TRACE = """
 import atexit, json, sys
 out = sys.argv[1]
@@ -50,9 +54,12 @@ def covered(file: Path, deps: list[str]) -> bool:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     project = tmp_path_factory.mktemp("dvcproject")
-    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+    text = (ROOT / "params.yaml").read_text()
+    assert text.count(f"truth: {DEMO_TRUTH}") == 1
+    (project / "params.yaml").write_text(text.replace(f"truth: {DEMO_TRUTH}", "truth: null"))
     write_world(SynthConfig(n_buyers=1200, start=dt.date(2019, 1, 1), end=dt.date(2023, 12, 31),
                             seed=4, chunk_buyers=600), project / "data" / "raw")
+    (project / DEMO_TRUTH).unlink()  # real data have no truth file
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     env.pop("MLFLOW_ARTIFACT_ROOT", None)
@@ -93,6 +100,24 @@ def test_every_src_dep_is_imported(traced: dict[str, list[str]]) -> None:
         if unused:
             stale[stage] = unused
     assert stale == {}
+
+
+def test_the_truth_file_is_an_optional_input_named_by_params() -> None:
+    """evaluate and backtest take the truth file from params (never ``--truth`` in the
+    command, which would break real data), list the params key, and depend on the folder
+    holding the file the repository's params name, never on the file itself (DVC fails on a
+    missing dep)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    truth = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]["truth"]
+    assert truth == DEMO_TRUTH  # the demo is a synthetic world
+    for name, stage in stages.items():
+        assert "--truth" not in stage["cmd"], name
+        assert not any(str(d).endswith("truth.parquet") for d in stage.get("deps", [])), name
+    for name in ("evaluate", "backtest"):
+        stage = stages[name]
+        assert {"evaluate", "evaluate.truth"} & set(stage["params"]), name
+        data_deps = [d for d in stage["deps"] if not d.startswith("src/")]
+        assert covered(ROOT / truth, data_deps), (name, data_deps)
 
 
 def test_dvcignore_keeps_byte_code_out() -> None:
