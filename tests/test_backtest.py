@@ -85,10 +85,11 @@ def test_cut_after_the_data_is_an_error(book) -> None:
         CutBook(book, dt.date(2024, 3, 31))
 
 
-def test_backtest_judges_each_cut_on_the_following_year(world, book, params,
-                                                        tmp_path) -> None:
-    res = pipeline.backtest(book, params, cuts=2, truth=world / "truth.parquet",
-                            out_dir=tmp_path)
+def test_backtest_judges_each_cut_on_the_following_year(world, book, tmp_path) -> None:
+    # the truth file named by params (evaluate.truth), as the DVC stage gives it
+    params = parse_params({"book": {"buckets": 3},
+                           "evaluate": {"truth": str(world / "truth.parquet")}})
+    res = pipeline.backtest(book, params, cuts=2, out_dir=tmp_path)
     t = res.table
     # the last two quarter ends whose 365-day window is observed by 2023-12-31
     assert t["cut"].tolist() == ["2022-09-30", "2022-12-31"]
@@ -104,6 +105,11 @@ def test_backtest_judges_each_cut_on_the_following_year(world, book, params,
         assert cut.year == 2022
     assert (tmp_path / "backtest.csv").exists() and (tmp_path / "backtest.json").exists()
     assert res.summary["backtest_auc_mean"] == pytest.approx(t["auc"].mean())
+    # the live buyers of each cut checked against that cut's training domain
+    if res.domain is not None:  # models trained with a domain profile
+        assert list(res.domain) == t["cut"].tolist()
+        assert t["domain_warnings"].tolist() == [len(res.domain[c]) for c in t["cut"]]
+        assert res.summary["backtest_domain_warnings"] == t["domain_warnings"].sum()
 
 
 def test_backtest_needs_an_observed_window(book) -> None:
