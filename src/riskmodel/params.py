@@ -90,6 +90,25 @@ class FeatureParams(_Strict):
         return sorted(set(v))
 
 
+class CapacityCandidate(_Strict):
+    """One capacity of the walk-forward search: overrides of the train section's values
+    (a key left out keeps the section's value)."""
+
+    num_leaves: int | None = Field(default=None, ge=2)
+    max_depth: int | None = Field(default=None, ge=1)
+    min_child_samples: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+
+
+#: the default capacity search: from the compact model up to 16-leaf trees of depth 4
+DEFAULT_SEARCH = [
+    CapacityCandidate(),
+    CapacityCandidate(num_leaves=4, max_depth=2, min_child_samples=400, learning_rate=0.1),
+    CapacityCandidate(num_leaves=8, max_depth=3, min_child_samples=200, learning_rate=0.05),
+    CapacityCandidate(num_leaves=16, max_depth=4, min_child_samples=400, learning_rate=0.05),
+]
+
+
 class TrainParams(_Strict):
     objective: Literal["binary"] = "binary"
     num_leaves: int = Field(default=4, ge=2)
@@ -114,10 +133,24 @@ class TrainParams(_Strict):
     #: leave a feature out of learning when its PSI between the earliest training dates and
     #: the test dates is higher (never a ``monotone`` feature); None: no PSI check
     max_feature_psi: float | None = Field(default=0.5, gt=0)
+    #: capacities judged on walk-forward folds (each scores a later period than it trains
+    #: on); empty: the section's own capacity only
+    search: list[CapacityCandidate] = DEFAULT_SEARCH
+    #: walk-forward folds of the search (fewer when the history is too short)
+    search_folds: int = Field(default=2, ge=1)
+    #: candidates within this mean AUC of the best are equal: the cheapest to explain wins
+    search_tolerance: float = Field(default=0.002, ge=0)
+    #: ship the model refit on every labelled as-of date (capacity and trees from the
+    #: split, calibration cross-fitted); false: ship the model fitted on the split
+    refit: bool = True
 
 
 class CalibrationParams(_Strict):
     method: Literal["isotonic", "platt"] = "platt"
+    #: the refit model is calibrated on out-of-fold margins of the latest ``dates`` labelled
+    #: as-of dates, from ``crossfit_folds`` models that each leave a fold of buyers out
+    crossfit_folds: int = Field(default=5, ge=2)
+    dates: int = Field(default=4, ge=1)
 
 
 class MasterScaleParams(_Strict):

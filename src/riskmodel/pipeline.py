@@ -533,7 +533,8 @@ def train(
     meta = result.metadata()
     meta["raw_fingerprint"] = fp
     try:
-        save_pyfunc(result.model, out, {"training.json": meta})
+        save_pyfunc(result.model, out, {"training.json": meta},
+                    holdout=result.holdout if result.refit is not None else None)
     except ModelDirError as exc:
         raise PipelineError(str(exc)) from exc
     _tick(progress, "train", 3, steps)
@@ -583,8 +584,8 @@ def test_set(model_dir: str | Path, features_path: str | Path, labels_path: str 
              params: Params) -> tuple[Any, Any, dict[str, Any]]:
     """The model and the split of these features and labels, checked to be the split the
     model was trained on."""
-    from riskmodel.modeling.model import load_model_dir, model_files
-    from riskmodel.modeling.training import TrainingError, build_panel, split_panel
+    from riskmodel.modeling.model import model_files
+    from riskmodel.modeling.training import TrainingError, build_panel, load_holdout, split_panel
 
     try:
         model = load_holdout(model_dir)  # the test dates are in the shipped model's refit

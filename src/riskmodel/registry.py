@@ -50,6 +50,7 @@ from riskmodel.modeling.model import (
     content_hash,
     load_model_dir,
 )
+from riskmodel.modeling.training import HOLDOUT_FOLDER, load_holdout
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
@@ -188,11 +189,14 @@ def check_replaceable(path: str | Path) -> None:
         )
 
 
-def _write_pyfunc(model: RiskModel, path: Path, extra_files: Mapping[str, Any]) -> None:
+def _write_pyfunc(model: RiskModel, path: Path, extra_files: Mapping[str, Any],
+                  holdout: RiskModel | None = None) -> None:
     """An MLflow pyfunc model directory at ``path`` (which must not exist)."""
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(tmp) / ARTIFACT_KEY
         model.save(files)
+        if holdout is not None:
+            holdout.save(files / HOLDOUT_FOLDER)
         for name, data in extra_files.items():
             (files / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         with warnings.catch_warnings():
@@ -206,9 +210,11 @@ def _write_pyfunc(model: RiskModel, path: Path, extra_files: Mapping[str, Any]) 
 
 
 def save_pyfunc(model: RiskModel, path: str | Path,
-                extra_files: Mapping[str, Any] | None = None) -> None:
+                extra_files: Mapping[str, Any] | None = None,
+                holdout: RiskModel | None = None) -> None:
     """Write an MLflow pyfunc model directory holding the model files (and ``extra_files``,
-    JSON documents such as the training metadata, beside them).
+    JSON documents such as the training metadata, beside them; and the ``holdout`` model,
+    the one the test figures are of, in a folder beside them).
 
     ``path`` may be missing, an empty folder, or a model directory written before (see
     :func:`is_model_dir`), which is replaced; anything else raises :class:`ModelDirError`
@@ -220,7 +226,7 @@ def save_pyfunc(model: RiskModel, path: str | Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        _write_pyfunc(model, staging / "model", extra_files or {})
+        _write_pyfunc(model, staging / "model", extra_files or {}, holdout)
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging / "model", path)
@@ -415,9 +421,11 @@ class Decision:
 
 
 def load_registered(model_name: str, alias_or_version: str, *,
-                    project_dir: str | Path | None = None) -> RiskModel:
+                    project_dir: str | Path | None = None, holdout: bool = False
+                    ) -> RiskModel:
     """The library model of a registered version (an alias such as ``'champion'``, or a
-    version number), from its registered artifacts."""
+    version number), from its registered artifacts; with ``holdout``, its holdout model
+    (fitted without its test dates; the model itself when it has none)."""
     store = Store.at(project_dir)
     client = store.client()
     ref = alias_or_version
@@ -430,7 +438,7 @@ def load_registered(model_name: str, alias_or_version: str, *,
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=source, dst_path=tmp, tracking_uri=store.tracking_uri,
             registry_uri=store.tracking_uri)
-        return load_model_dir(local)
+        return load_holdout(local) if holdout else load_model_dir(local)
 
 
 def _labelled(test_frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -484,8 +492,8 @@ def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = 
 
     Absolute gates, on the challenger's logged evaluation metrics: ``test_auc >= min_auc``,
     ``test_ece <= max_ece``, ``score_psi <= max_score_psi``. When a champion other than the
-    challenger exists, both registered models are scored on ``test_frame`` (the current
-    out-of-time test set: feature, ID and ``bad`` columns; rows without a label are skipped)
+    challenger exists, both registered models' holdout models (fitted without their test
+    dates) are scored on ``test_frame`` (the current out-of-time test set: feature, ID and ``bad`` columns; rows without a label are skipped)
     and the gate ``test_auc_vs_champion`` needs ``challenger AUC >= champion AUC -
     max_auc_drop``; it fails when ``test_frame`` is None or a model cannot score it. A
     challenger that already is the champion is left as it is.
@@ -540,8 +548,12 @@ def promote(model_name: str, gates: Gates, *, test_frame: pd.DataFrame | None = 
                                       "scoring both models on the current test set"})
         else:
             _labelled(test_frame)  # a bad test frame is an error before any download
-            chal_model = load_registered(model_name, version, project_dir=project_dir)
-            champ_model = load_registered(model_name, champ_version, project_dir=project_dir)
+            # the holdout models: a shipped model refit on every labelled date may have
+            # seen the test dates, which would flatter it
+            chal_model = load_registered(model_name, version, project_dir=project_dir,
+                                         holdout=True)
+            champ_model = load_registered(model_name, champ_version, project_dir=project_dir,
+                                          holdout=True)
             result, comparison = _versus_champion(chal_model, champ_model, test_frame,
                                                   gates.max_auc_drop)
             results.append(result)

@@ -42,20 +42,25 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from riskmodel.features import CATEGORICAL, ID_COLUMNS
 from riskmodel.modeling.calibration import Calibrator
 from riskmodel.modeling.evaluation import psi
 from riskmodel.modeling.masterscale import MasterScale
-from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix
-from riskmodel.params import Params
+from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix, model_files
+from riskmodel.params import CapacityCandidate, Params
 
 TARGET = "bad"
+#: the folder, beside the shipped model's files, of the holdout model (the split's fit,
+#: which never saw the test dates)
+HOLDOUT_FOLDER = "holdout"
 
 
 class TrainingError(ValueError):
@@ -329,7 +334,7 @@ def lgb_params(params: Params, monotone: list[int], y_train: np.ndarray) -> dict
     tp = params.train
     out: dict[str, Any] = {
         "objective": "binary",
-        "metric": ["auc", "binary_logloss"],
+        "metric": "binary_logloss",
         "first_metric_only": True,
         "num_leaves": tp.num_leaves,
         "max_depth": tp.max_depth,
@@ -448,6 +453,15 @@ class TrainResult:
     psi_reference_dates: list[str] = field(default_factory=list)
     max_feature_psi: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: the model fitted on the split's training rows and calibrated on its validation rows:
+    #: the test set's figures are its figures (``model`` itself, without ``train.refit``)
+    holdout: RiskModel | None = None
+    #: the capacity search, a row per candidate (:func:`capacity_search`)
+    search: list[dict[str, Any]] = field(default_factory=list)
+    #: the refit on every labelled date: rows, dates, trees, calibration; None without refit
+    refit: dict[str, Any] | None = None
+    #: the rows the shipped model was fitted on
+    fit_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def excluded_features(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
@@ -482,7 +496,10 @@ class TrainResult:
             },
             "n_leaves_total": int(sum(t["num_leaves"] for t in
                                       self.model.booster.dump_model()["tree_info"])),
-            "trained_at_as_of": max(self.split.dates.get("train", ["?"])),
+            "capacity_search": self.search,
+            "refit": self.refit,
+            "trained_at_as_of": (max(self.refit["dates"]) if self.refit else
+                                 max(self.split.dates.get("train", ["?"]))),
             "notes": list(self.notes),
             "created": dt.date.today().isoformat(),
         }
@@ -501,8 +518,198 @@ class _TreeCount:
         self.trees = env.iteration + 1
 
 
+#: a fit that reaches the tree cap is redone with the learning rate doubled, at most this
+#: many times, so that early stopping (not the cap) sets the number of trees
+MAX_RATE_DOUBLINGS = 3
+
+
+@dataclass
+class _Matrices:
+    """The design matrices of one panel slice, with the left-out features blanked."""
+
+    x: np.ndarray
+    y: np.ndarray
+    rows: pd.DataFrame
+
+
+@dataclass
+class _Fit:
+    booster: lgb.Booster
+    best: int
+    grown: int
+    capped: bool
+    learning_rate: float
+    auc: float
+
+
+def _matrices(rows: pd.DataFrame, spec: FeatureSpec, left_out: list[int]) -> _Matrices:
+    x = design_matrix(rows, spec)
+    x[:, left_out] = np.nan  # no information: no tree can split on these
+    return _Matrices(x, rows[TARGET].to_numpy(dtype=float), rows)
+
+
+def _with_capacity(params: Params, cand: CapacityCandidate) -> Params:
+    update = {k: v for k, v in cand.model_dump().items() if v is not None}
+    return params.model_copy(update={"train": params.train.model_copy(update=update)})
+
+
+def _dataset(m: _Matrices, spec: FeatureSpec, reference: lgb.Dataset | None = None
+             ) -> lgb.Dataset:
+    cat_idx = [spec.names.index(c) for c in spec.categories]
+    if reference is not None:
+        return lgb.Dataset(m.x, m.y, reference=reference)
+    return lgb.Dataset(m.x, m.y, feature_name=spec.names, categorical_feature=cat_idx,
+                       free_raw_data=False)
+
+
+def _fit_early(prm: dict[str, Any], tr: _Matrices, va: _Matrices, spec: FeatureSpec,
+               params: Params) -> _Fit:
+    """Fit with early stopping on ``va``; a fit that reaches ``train.n_estimators`` is redone
+    with the learning rate doubled (at most :data:`MAX_RATE_DOUBLINGS` times)."""
+    tp = params.train
+    prm = dict(prm)
+    for attempt in range(MAX_RATE_DOUBLINGS + 1):
+        d_tr = _dataset(tr, spec)
+        d_va = _dataset(va, spec, reference=d_tr)
+        grown = _TreeCount()
+        booster = lgb.train(
+            prm, d_tr, num_boost_round=tp.n_estimators, valid_sets=[d_va],
+            valid_names=["valid"],
+            callbacks=[grown, lgb.early_stopping(tp.early_stopping_rounds, verbose=False)],
+        )
+        best = booster.best_iteration or tp.n_estimators
+        # early stopping fires ``early_stopping_rounds`` after the best iteration: it did
+        # not when that point lies beyond the cap
+        capped = (grown.trees >= tp.n_estimators
+                  and best + tp.early_stopping_rounds > tp.n_estimators)
+        if not capped or attempt == MAX_RATE_DOUBLINGS:
+            break
+        prm["learning_rate"] = prm["learning_rate"] * 2
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    margin = np.asarray(booster.predict(va.x, raw_score=True), dtype=np.float64)
+    return _Fit(booster, best, grown.trees, capped, float(prm["learning_rate"]),
+                float(roc_auc_score(va.y, margin)))
+
+
+def _fit_fixed(prm: dict[str, Any], tr: _Matrices, spec: FeatureSpec, trees: int
+               ) -> lgb.Booster:
+    booster = lgb.train(prm, _dataset(tr, spec), num_boost_round=trees)
+    return lgb.Booster(model_str=booster.model_to_string())
+
+
+def search_folds(split: Split, panel: pd.DataFrame, params: Params
+                 ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Walk-forward folds of the capacity search, latest first: fold 0 is the split's own
+    training and validation rows; with validation by dates, each further fold moves the
+    validation block back by its length and trains on the labelled dates before it (whose
+    label windows end by its first date when ``train.embargo`` is on), as long as a fold
+    keeps a training date and both outcomes on each side. No fold sees a test date."""
+    folds = [(split.train, split.valid)]
+    if split.validation != "dates" or params.train.search_folds < 2:
+        return folds
+    horizon = pd.Timedelta(days=params.label.horizon_days)
+    first_test = min(pd.Timestamp(d) for d in split.dates["test"])
+    rows = panel.loc[trainable(panel)]
+    fit = rows[rows["as_of"] < first_test]
+    valid_d = sorted(pd.Timestamp(d) for d in split.valid["as_of"].unique())
+    fit_d = sorted(pd.Timestamp(d) for d in fit["as_of"].unique())
+    v = len(valid_d)
+    end = fit_d.index(valid_d[0])
+    while len(folds) < params.train.search_folds and end - v >= 1:
+        block = fit_d[end - v:end]
+        before = [d for d in fit_d[:end - v]
+                  if not params.train.embargo or d + horizon <= block[0]]
+        tr = fit[fit["as_of"].isin(before)]
+        va = fit[fit["as_of"].isin(block)]
+        ys = [tr[TARGET].sum(), va[TARGET].sum()]
+        if not before or min(ys) == 0 or ys[0] == len(tr) or ys[1] == len(va):
+            break
+        folds.append((tr, va))
+        end -= v
+    return folds
+
+
+def _cost(trees: int, prm: dict[str, Any]) -> int:
+    """The explanation cost of a model: trees x leaves x depth^2 (the work of exact TreeSHAP
+    per row grows so)."""
+    depth = prm["max_depth"] if prm["max_depth"] > 0 else prm["num_leaves"] - 1
+    return int(trees * prm["num_leaves"] * depth ** 2)
+
+
+def capacity_search(folds: list[tuple[_Matrices, _Matrices]], spec: FeatureSpec,
+                    mono: list[int], params: Params) -> tuple[int, list[dict[str, Any]],
+                                                             list[_Fit]]:
+    """Every candidate of ``train.search`` (the section's own capacity when empty) fitted
+    on every fold with early stopping. The winner: the cheapest to explain (:func:`_cost`
+    of its fold-0 fit) among those whose mean fold AUC is within ``train.search_tolerance``
+    of the best. Returns its index, one report row per candidate, and the winner's fits."""
+    tp = params.train
+    cands = list(tp.search) or [CapacityCandidate()]
+    table: list[dict[str, Any]] = []
+    fits: list[list[_Fit]] = []
+    for i, cand in enumerate(cands):
+        cp = _with_capacity(params, cand)
+        prm = lgb_params(cp, mono, folds[0][0].y)
+        got = [_fit_early(prm, tr, va, spec, cp) for tr, va in folds]
+        fits.append(got)
+        table.append({
+            "candidate": i, "num_leaves": cp.train.num_leaves,
+            "max_depth": cp.train.max_depth, "min_child_samples": cp.train.min_child_samples,
+            "learning_rate": cp.train.learning_rate,
+            "learning_rate_used": got[0].learning_rate,
+            "fold_auc": [round(f.auc, 6) for f in got],
+            "mean_auc": round(float(np.mean([f.auc for f in got])), 6),
+            "trees": got[0].best, "hit_tree_cap": any(f.capped for f in got),
+            "explain_cost": _cost(got[0].best, {**prm, "learning_rate": got[0].learning_rate}),
+        })
+    best_auc = max(r["mean_auc"] for r in table)
+    eligible = [r for r in table if r["mean_auc"] >= best_auc - tp.search_tolerance]
+    win = min(eligible, key=lambda r: (r["explain_cost"], r["candidate"]))["candidate"]
+    for r in table:
+        r["chosen"] = r["candidate"] == win
+    return win, table, fits[win]
+
+
+def crossfit_calibration(rows: _Matrices, prm: dict[str, Any], spec: FeatureSpec,
+                         trees: int, params: Params) -> tuple[Calibrator, dict[str, Any]]:
+    """A calibrator for a model fitted on all of ``rows``: out-of-fold margins of the rows on
+    the latest ``calibration.dates`` as-of dates, each from a model fitted (same parameters
+    and trees) on every row of the other buyers (``calibration.crossfit_folds`` folds by a
+    stable hash of buyer_id, so no buyer's outcome is scored by a model that saw it)."""
+    cp = params.calibration
+    dates = sorted(pd.Timestamp(d) for d in rows.rows["as_of"].unique())[-cp.dates:]
+    fold = np.floor(_buyer_unit(rows.rows) * cp.crossfit_folds).astype(int)
+    on_dates = rows.rows["as_of"].isin(dates).to_numpy()
+    margins, ys = [], []
+    for k in range(cp.crossfit_folds):
+        keep = fold != k
+        target = (fold == k) & on_dates
+        if not target.any():
+            continue
+        sub = _Matrices(rows.x[keep], rows.y[keep], rows.rows.iloc[np.flatnonzero(keep)])
+        booster = _fit_fixed(prm, sub, spec, trees)
+        margins.append(np.asarray(booster.predict(rows.x[target], raw_score=True),
+                                  dtype=np.float64))
+        ys.append(rows.y[target])
+    margin, y = np.concatenate(margins), np.concatenate(ys)
+    cal = Calibrator(params.calibration.method).fit(margin, y)
+    info = {"dates": _iso(dates), "folds": cp.crossfit_folds, "rows": int(len(y)),
+            "bads": int(y.sum()), "method": params.calibration.method}
+    return cal, info
+
+
 def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) -> TrainResult:
-    """Fit the calibrated, graded PD model on a features/labels panel."""
+    """Fit the calibrated, graded PD model on a features/labels panel.
+
+    1. Split (:func:`split_panel`) and check feature stability (:func:`feature_stability`).
+    2. Choose the capacity walk-forward (:func:`capacity_search`); the winner's fit on the
+       split's training rows, calibrated on its validation rows, is the *holdout model*:
+       the test figures are its figures (it never saw the test dates).
+    3. With ``train.refit`` (the default), the shipped model is the same capacity and number
+       of trees refit on every labelled as-of date, test dates included, so the model that
+       scores today has seen the freshest outcomes; it is calibrated by cross-fitting
+       (:func:`crossfit_calibration`). The walk-forward backtest judges this recipe.
+    """
     panel = build_panel(features, labels)
     split = split_panel(panel, params)
     for name in ("train", "valid"):
@@ -517,38 +724,59 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
     if len(left_out) == len(spec.names):
         raise TrainingError("every feature is left out by the stability checks: "
                             + "; ".join(_stability_notes(checks, params, [])))
-    x_tr, y_tr = design_matrix(split.train, spec), split.train[TARGET].to_numpy(dtype=float)
-    x_tr[:, left_out] = np.nan  # no information: no tree can split on these
-    x_va, y_va = design_matrix(split.valid, spec), split.valid[TARGET].to_numpy(dtype=float)
-    cat_idx = [spec.names.index(c) for c in spec.categories]
-    prm = lgb_params(params, mono, y_tr)
-    d_tr = lgb.Dataset(x_tr, y_tr, feature_name=spec.names, categorical_feature=cat_idx,
-                       free_raw_data=False)
-    d_va = lgb.Dataset(x_va, y_va, reference=d_tr)
-    tp = params.train
-    grown = _TreeCount()
-    booster = lgb.train(
-        prm, d_tr, num_boost_round=tp.n_estimators, valid_sets=[d_va],
-        valid_names=["valid"],
-        callbacks=[grown, lgb.early_stopping(tp.early_stopping_rounds, verbose=False)],
-    )
-    best = booster.best_iteration or tp.n_estimators
-    # early stopping fires ``early_stopping_rounds`` after the best iteration: it did not
-    # when that point lies beyond the cap
-    capped = grown.trees >= tp.n_estimators and best + tp.early_stopping_rounds > tp.n_estimators
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    margin_va = np.asarray(booster.predict(x_va, raw_score=True), dtype=np.float64)
-    cal = Calibrator(params.calibration.method).fit(margin_va, y_va)
+    folds = [(_matrices(tr, spec, left_out), _matrices(va, spec, left_out))
+             for tr, va in search_folds(split, panel, params)]
+    win, search, fits = capacity_search(folds, spec, mono, params)
+    chosen = _with_capacity(params, (list(params.train.search) or [CapacityCandidate()])[win])
+    fit0 = fits[0]
+    prm = {**lgb_params(chosen, mono, folds[0][0].y), "learning_rate": fit0.learning_rate}
+    va = folds[0][1]
+    margin_va = np.asarray(fit0.booster.predict(va.x, raw_score=True), dtype=np.float64)
     scale = MasterScale(params.master_scale.upper_bounds)
+    holdout = RiskModel(fit0.booster, Calibrator(params.calibration.method).fit(margin_va, va.y),
+                        scale, spec)
     train_dates = split.dates.get("train", [])
     ref = sorted(set(train_dates))[:max(len(split.dates.get("test", [])), 1)]
     notes = [*split.notes, *_stability_notes(checks, params, ref)]
-    if capped:
+    tp = params.train
+    if fit0.learning_rate != chosen.train.learning_rate:
+        notes.append(
+            f"learning rate {fit0.learning_rate:g} instead of {chosen.train.learning_rate:g}: "
+            f"at the lower rate early stopping did not trigger within train.n_estimators="
+            f"{tp.n_estimators} trees")
+    if fit0.capped:
         notes.append(
             f"early stopping did not trigger within train.n_estimators={tp.n_estimators} trees "
-            f"(best validation iteration {best}, train.early_stopping_rounds="
-            f"{tp.early_stopping_rounds}): the validation metric may still improve; raise "
-            "train.n_estimators or train.learning_rate")
-    return TrainResult(RiskModel(booster, cal, scale, spec), split, best,
-                       prm, grown.trees, capped, checks, sorted(tp.exclude_features), ref,
-                       tp.max_feature_psi, notes)
+            f"even at learning rate {fit0.learning_rate:g} (best validation iteration "
+            f"{fit0.best}): raise train.n_estimators")
+    refit_info: dict[str, Any] | None = None
+    model, fit_rows = holdout, split.train
+    if tp.refit:
+        everything = panel.loc[trainable(panel)].reset_index(drop=True)
+        allm = _matrices(everything, spec, left_out)
+        prm_all = {**lgb_params(chosen, mono, allm.y), "learning_rate": fit0.learning_rate}
+        cal, cal_info = crossfit_calibration(allm, prm_all, spec, fit0.best, params)
+        booster = _fit_fixed(prm_all, allm, spec, fit0.best)
+        model, fit_rows = RiskModel(booster, cal, scale, spec), everything
+        refit_info = {"rows": len(everything), "bads": int(allm.y.sum()),
+                      "dates": _iso(sorted(pd.Timestamp(d) for d in everything["as_of"]
+                                           .unique())),
+                      "trees": fit0.best, "calibration": cal_info}
+        notes.append(
+            f"shipped model refit on all {len(refit_info['dates'])} labelled as-of dates "
+            f"({refit_info['dates'][0]}..{refit_info['dates'][-1]}, {len(everything):,} rows) "
+            f"with {fit0.best} trees; calibrated on out-of-fold margins of the latest "
+            f"{len(cal_info['dates'])} dates ({cal_info['folds']} buyer folds); test figures "
+            "are those of the model fitted without the test dates")
+    return TrainResult(model, split, fit0.best, prm, fit0.grown, fit0.capped, checks,
+                       sorted(tp.exclude_features), ref, tp.max_feature_psi, notes,
+                       holdout=holdout, search=search, refit=refit_info,
+                       fit_rows=fit_rows)
+
+
+def load_holdout(model_dir: str | Path) -> RiskModel:
+    """The holdout model of a ``riskmodel train`` output (the model the test figures are
+    of); the shipped model itself when it has none (trained with ``train.refit: false``)."""
+    files = model_files(model_dir)
+    held = files / HOLDOUT_FOLDER
+    return RiskModel.load(held if held.is_dir() else files)
