@@ -317,15 +317,15 @@ def train(
 DOMAIN_LINES = 10
 
 
-def _domain_warnings(warnings: list[tuple[str, Any]] | None, what: str) -> None:
+def _domain_warnings(warnings: list[tuple[str, Any]] | None, no_profile: str) -> None:
     """Each (prefix, DomainWarning) as a yellow ``warning:`` line on stderr, at most
-    :data:`DOMAIN_LINES` of them and a count of the rest; None: the model has no profile."""
+    :data:`DOMAIN_LINES` of them and a count of the rest; None: the model has no profile,
+    which ``no_profile`` says once."""
     def warn(text: str) -> None:
         typer.secho(f"warning: {text}", err=True, fg=typer.colors.YELLOW)
 
     if warnings is None:
-        warn(f"the model has no domain profile (saved by an older riskmodel): {what} not "
-             "checked against the training domain (retrain to add one)")
+        warn(no_profile)
         return
     for prefix, w in warnings[:DOMAIN_LINES]:
         warn(f"{prefix}{w.message}")
@@ -365,7 +365,8 @@ def evaluate(
     typer.echo(f"test AUC {m['test_auc']:.4f}, ECE {m['test_ece']:.4f}; wrote "
                f"{len(res.files)} files to {out_dir} and {res.metrics_path}")
     _domain_warnings(None if res.domain is None else [("test set: ", w) for w in res.domain],
-                     "the test set was")
+                     "the model has no domain profile (it was saved without one): the test "
+                     "set was not checked against the training domain (retrain to add one)")
 
 
 @app.command()
@@ -445,4 +446,5 @@ def backtest(
                + (f"; wrote {', '.join(str(f) for f in res.files)}" if res.files else ""))
     _domain_warnings(None if res.domain is None else
                      [(f"cut {cut}: ", w) for cut, ws in res.domain.items() for w in ws],
-                     "the buyers scored at the cuts were")
+                     "the models trained at the cuts have no domain profile: the buyers scored "
+                     "there were not checked against the training domain")
