@@ -52,6 +52,7 @@ from sklearn.metrics import roc_auc_score
 
 from riskmodel.features import CATEGORICAL, ID_COLUMNS
 from riskmodel.modeling.calibration import Calibrator
+from riskmodel.modeling.domain import fit_profile
 from riskmodel.modeling.evaluation import psi
 from riskmodel.modeling.masterscale import MasterScale
 from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix, model_files
@@ -734,7 +735,7 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
     margin_va = np.asarray(fit0.booster.predict(va.x, raw_score=True), dtype=np.float64)
     scale = MasterScale(params.master_scale.upper_bounds)
     holdout = RiskModel(fit0.booster, Calibrator(params.calibration.method).fit(margin_va, va.y),
-                        scale, spec)
+                        scale, spec, fit_profile(split.train, spec))
     train_dates = split.dates.get("train", [])
     ref = sorted(set(train_dates))[:max(len(split.dates.get("test", [])), 1)]
     notes = [*split.notes, *_stability_notes(checks, params, ref)]
@@ -757,7 +758,8 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
         prm_all = {**lgb_params(chosen, mono, allm.y), "learning_rate": fit0.learning_rate}
         cal, cal_info = crossfit_calibration(allm, prm_all, spec, fit0.best, params)
         booster = _fit_fixed(prm_all, allm, spec, fit0.best)
-        model, fit_rows = RiskModel(booster, cal, scale, spec), everything
+        model = RiskModel(booster, cal, scale, spec, fit_profile(everything, spec))
+        fit_rows = everything
         refit_info = {"rows": len(everything), "bads": int(allm.y.sum()),
                       "dates": _iso(sorted(pd.Timestamp(d) for d in everything["as_of"]
                                            .unique())),
