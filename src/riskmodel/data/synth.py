@@ -14,6 +14,12 @@ The generative model (documented for users in ``docs/synthetic-data.md``):
 * Because ``X`` is a Brownian motion, ``P(first passage <= s | X(A) = x)`` has a closed form,
   and ``pd_true`` (the probability of the contract's bad outcome within 365 days given the
   state at ``A``) is exact: the mean of that closed form over the seven values of ``L``.
+* Business cycles (``cycles=True``, the command line's default): each industry factor gets a
+  known square-wave drift (a common credit cycle with per-industry period, phase and
+  amplitude), with at most one turning point in any year; ``pd_true`` conditions on that known
+  schedule and stays exact (closed form, plus one Gauss-Legendre quadrature over the killed
+  density at a turning point inside the horizon). Shocks (``shocks=``) are surprise downward
+  jumps of an industry factor on a date; ``pd_true`` does not anticipate them.
 * Invoices arrive as a Poisson process whose rate grows with buyer size and falls with distress
   (buyers in trouble buy less) and with season; amounts grow with size; terms are 30 to 90
   days; days beyond terms rise as ``X`` falls, with buyer habits, noise, seasonality and
