@@ -763,7 +763,7 @@ def backtest(
     of each cut are checked against the training domain of that cut's model
     (:attr:`BacktestResult.domain`; the column ``domain_warnings`` of the table)."""
     from riskmodel.data.book import CutBook
-    from riskmodel.modeling.backtest import COLUMNS, cut_figures, summary
+    from riskmodel.modeling.backtest import COLUMNS, cut_figures, decile_table, group_table, summary
     from riskmodel.modeling.domain import check as check_domain
     from riskmodel.modeling.training import TrainingError, train_model
 
@@ -775,6 +775,7 @@ def backtest(
     truth_frame = _read_truth(truth_path, truth_source) if truth_path is not None else None
     chosen = cut_dates(book, params, cuts)
     rows = []
+    detail: dict[str, list[pd.DataFrame]] = {"deciles": [], "grades": [], "industries": []}
     domain: dict[str, list[Any]] | None = {}
     for i, cut in enumerate(chosen):
         cb = CutBook(book, cut)
@@ -788,7 +789,9 @@ def backtest(
             raise PipelineError(f"cut {cut}: {exc}") from exc
         at = pd.Timestamp(cut)
         live = feats[(feats["as_of"] == at) & (feats["status"] == "active")]
-        scored = live[["buyer_id"]].assign(pd=result.model.predict(live)["pd"].to_numpy())
+        pred = result.model.predict(live)
+        scored = live[["buyer_id", "industry"]].assign(pd=pred["pd"].to_numpy(),
+                                                       grade=pred["grade"].to_numpy())
         if result.model.profile is None:
             domain = None
         elif domain is not None:
@@ -811,9 +814,21 @@ def backtest(
         fig = cut_figures(judged["bad"].astype(float).to_numpy(), judged["pd"].to_numpy(),
                           pd_true, params.evaluate.ece_bins)
         meta = result.metadata()
+        chosen_cap: dict[str, Any] = next(
+            (c for c in meta["capacity_search"] if c["chosen"]), {})
         fig.update(cut=cut.isoformat(), train_rows=meta["split"]["train"]["rows"],
-                   trees=meta["best_iteration"])
+                   refit_rows=(meta["refit"] or {}).get("rows", 0),
+                   trees=meta["best_iteration"], num_leaves=chosen_cap.get("num_leaves"),
+                   max_depth=chosen_cap.get("max_depth"), split_kind=meta["split"]["kind"],
+                   features_left_out=len(meta["excluded_features"]))
         rows.append(fig)
+        dec = decile_table(judged["bad"].astype(float).to_numpy(), judged["pd"].to_numpy(),
+                           pd_true)
+        detail["deciles"].append(dec.assign(cut=cut.isoformat()))
+        for key, col in (("grades", "grade"), ("industries", "industry")):
+            detail[key].append(group_table(judged.assign(bad=judged["bad"].astype(float)),
+                                           col, params.evaluate.ece_bins
+                                           ).assign(cut=cut.isoformat()))
         _tick(progress, "backtest", i + 1, len(chosen))
     table = pd.DataFrame(rows)[list(COLUMNS)]
     summ = summary(table)
@@ -828,6 +843,11 @@ def backtest(
         (out / "backtest.json").write_text(json.dumps(
             {k: round(v, 6) for k, v in summ.items()}, indent=2, sort_keys=True) + "\n")
         files = [out / "backtest.csv", out / "backtest.json"]
+        for key, parts in detail.items():
+            frame = pd.concat(parts, ignore_index=True)
+            frame = frame[["cut", *[c for c in frame.columns if c != "cut"]]]
+            frame.to_csv(out / f"backtest_{key}.csv", index=False)
+            files.append(out / f"backtest_{key}.csv")
     return BacktestResult(table, summ, files, domain)
 
 
