@@ -18,12 +18,15 @@ from reference_duckdb import reference_features_duckdb
 from reference_pandas import read_raw, reference_features_pandas
 from riskmodel.data.contract import load_dataset
 from riskmodel.data.synth import SynthConfig, write_world
-from riskmodel.features import ID_COLUMNS, FeatureConfig, build_features, feature_names
+from riskmodel.features import ID_COLUMNS, FeatureConfig, build_features, cycle_names, feature_names
 
 AS_OF = [dt.date(2021, 6, 30), dt.date(2021, 12, 31), dt.date(2022, 6, 30),
          dt.date(2022, 12, 31)]
 TEXT = ("status", "industry", "country")
-COLUMNS = ["status", *feature_names(FeatureConfig())]
+#: the cycle columns describe the whole book at A, 3 and 6 months back: checked by hand in
+#: test_features_cycle.py, not by the references
+CYCLE = set(cycle_names())
+COLUMNS = ["status", *(n for n in feature_names(FeatureConfig()) if n not in CYCLE)]
 KEYS = ["as_of", "buyer_id"]
 
 
@@ -71,7 +74,7 @@ def assert_column_equal(got: pd.DataFrame, expected: pd.DataFrame, column: str) 
 
 def test_same_rows_and_columns_as_duckdb_reference(ours, duck):
     assert list(ours.columns) == [*ID_COLUMNS, *feature_names(FeatureConfig())]
-    assert set(duck.columns) == set(ours.columns)
+    assert set(duck.columns) == set(ours.columns) - CYCLE
     assert len(ours) > 2000  # the world is big enough to mean something
     pd.testing.assert_frame_equal(ours[KEYS], duck[KEYS])
 

@@ -81,6 +81,9 @@ class LabelParams(_Strict):
 class FeatureParams(_Strict):
     windows: list[int] = [90, 180, 365]
     history_cap_days: int | None = Field(default=None, gt=0)
+    #: a cycle value of a group (industry, country, portfolio) is missing when fewer buyers
+    #: count in it (live buyers; for the new default rate, those live 3 months earlier)
+    cycle_min_buyers: int = Field(default=30, ge=1)
 
     @field_validator("windows")
     @classmethod

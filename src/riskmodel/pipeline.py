@@ -228,6 +228,7 @@ def feature_config(params: Params, book: Book) -> FeatureConfig:
         history_cap_days=params.features.history_cap_days,
         data_start=book.manifest.data_start,
         disputes=book.manifest.has_column("invoices", "dispute_date"),
+        cycle_min_buyers=params.features.cycle_min_buyers,
     )
 
 
@@ -278,12 +279,14 @@ def features(
     to ``out`` (Parquet; rows sorted by as-of date and buyer) with the peer context beside it.
 
     The book is read a bucket at a time: each bucket's features go to a temporary file, the
-    peer context is computed from the whole book (or read from ``peers``, the context file of
-    an earlier run), then each bucket's rows get their peer columns and are appended to
-    ``out``. Memory holds one bucket, never the book.
+    peer and cycle context is computed from the whole book (or read from ``peers``, the
+    context file of an earlier run) out of small per-buyer rows of each bucket, then each
+    bucket's rows get their context columns and are appended to ``out``. Memory holds one
+    bucket, never the book.
     """
     from riskmodel.features.engine import (
         INVOICE_COLUMNS,
+        bucket_cycle,
         bucket_features,
         feature_names,
         peer_context,
@@ -300,6 +303,7 @@ def features(
     todo = range(book.n_buckets) if (need_all or wanted is None) else sorted(wanted)
     base_cols = ["as_of", "industry", "country", f"dbt_wmean_{max(cfg.windows)}"]
     bases: list[pa.Table] = []
+    cycles: list[pa.Table] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".features-") as tmp:
         parts: list[Path] = []
@@ -308,6 +312,8 @@ def features(
             table = bucket_features(bucket.invoices, bucket.buyers, bucket.events, when, cfg)
             if need_all:  # a copy: a zero-copy select would keep the whole bucket alive
                 bases.append(table.select(base_cols).take(np.arange(table.num_rows)))
+                cycles.append(bucket_cycle(bucket.invoices, bucket.buyers, bucket.events,
+                                           when, cfg))
             if wanted is not None:
                 keep = wanted.get(k, [])
                 table = table.filter(pa.compute.is_in(table["buyer_id"],
@@ -318,8 +324,9 @@ def features(
             parts.append(part)
             _tick(progress, "features", i + 1, len(todo))
         if context is None:
-            context = peer_context(bases, cfg)
+            context = peer_context(bases, cycles, when, cfg)
         bases.clear()
+        cycles.clear()
         rows = _finish_features(parts, context, cfg, out)
     peers_out = peers_path_for(out)
     pq.write_table(context, peers_out)
@@ -337,15 +344,23 @@ def _check_known(book: Book, wanted: dict[int, list[str]]) -> None:
 
 
 def _read_peers(path: str | Path, cfg: FeatureConfig, dates: Sequence[dt.date]) -> pa.Table:
-    """A stored peer context, checked to fit this run: the same base feature, and every
-    as-of date asked for."""
-    from riskmodel.features.engine import PEER_BASE_KEY, peer_base
+    """A stored peer context, checked to fit this run: the same base feature and cycle
+    definitions, every as-of date asked for with its peer medians, and the cycle values at
+    each of them and at the dates 3 and 6 months earlier."""
+    from riskmodel.features.engine import (
+        CYCLE_KEY,
+        PEER_BASE_KEY,
+        context_dates,
+        cycle_dates,
+        cycle_spec,
+        peer_base,
+    )
 
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise PipelineError(f"{path}: cannot read the peer context: {exc}") from exc
-    need = {"as_of", "dimension", "value", "median"}
+    need = {"as_of", "dimension", "value", "median", "buyers"}
     if not need <= set(table.column_names):
         raise PipelineError(f"{path}: not a peer context (columns {table.column_names})")
     meta = table.schema.metadata or {}
@@ -353,19 +368,30 @@ def _read_peers(path: str | Path, cfg: FeatureConfig, dates: Sequence[dt.date]) 
     if base != peer_base(cfg):
         raise PipelineError(f"{path}: the peer context is of {base or 'an unknown feature'}, "
                             f"this run needs {peer_base(cfg)} (features.windows differ?)")
-    have = set(table["as_of"].to_pylist())
-    missing = [d for d in dates if d not in have]
+    cycle = meta.get(CYCLE_KEY, b"").decode()
+    if cycle != cycle_spec(cfg):
+        raise PipelineError(f"{path}: the peer context's cycle values follow "
+                            f"{cycle or 'no definition (an older context without them)'}, "
+                            f"this run needs {cycle_spec(cfg)} (features.windows or "
+                            "label.dpd_threshold differ?)")
+    peer, cyc = context_dates(table)
+    missing = [d for d in dates if d not in peer]
     if missing:
         raise PipelineError(f"{path}: the peer context has no as-of date {missing[0]} "
                             "(compute it with a run over the whole book at that date)")
+    missing = [d for d in cycle_dates(dates) if d not in cyc]
+    if missing:
+        raise PipelineError(f"{path}: the peer context has no cycle values at {missing[0]}, "
+                            "which the changes of an as-of date asked for need (compute it "
+                            "with a run over the whole book at those as-of dates)")
     return table
 
 
 def _finish_features(parts: list[Path], context: pa.Table, cfg: FeatureConfig,
                      out: Path) -> int:
-    """Join the peer context onto each bucket's rows and append them to ``out``, one bucket
-    at a time (rows ordered by bucket, then as-of date and buyer), so memory never holds
-    more than a bucket."""
+    """Join the peer and cycle context onto each bucket's rows and append them to ``out``,
+    one bucket at a time (rows ordered by bucket, then as-of date and buyer), so memory never
+    holds more than a bucket."""
     from riskmodel.features.engine import feature_schema, with_peers
 
     rows = 0

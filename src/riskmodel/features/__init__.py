@@ -5,6 +5,7 @@ from riskmodel.features.engine import (
     ID_COLUMNS,
     FeatureConfig,
     build_features,
+    cycle_names,
     feature_names,
     paydex_score,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "ID_COLUMNS",
     "FeatureConfig",
     "build_features",
+    "cycle_names",
     "feature_names",
     "paydex_score",
 ]

@@ -19,8 +19,10 @@ feature is missing (NaN), not 0.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,23 @@ INVOICE_COLUMNS = ("buyer_id", "supplier_id", "issue_date", "due_date", "paid_da
 #: peer columns: the buyer's peer base feature minus the book's median of it over the
 #: buyers of the same dimension value at the same as-of date (the frozen peer context)
 PEER_COLUMNS = {"dbt_vs_industry": "industry", "dbt_vs_country": "country"}
+#: where the credit cycle stands at A: the groups whose cycle values a buyer's row carries
+#: (its industry, its country, the whole book)
+CYCLE_GROUPS = ("industry", "country", "portfolio")
+#: the cycle measures of a group at a date, as the peer context stores them
+CYCLE_MEASURES = ("overdue30_share", "overdue60_share", "dbt_median", "new_default_rate")
+#: months back of the changes: the context holds every as-of date A and A minus these
+CYCLE_CHANGES = (3, 6)
+#: the cycle feature columns of each group: (measure, months back of the change; 0 for the
+#: level). A compact set (the reasons are in docs/features.md): the 60+ share is nested in
+#: the 30+ one; a 3-month change is one step of quarterly snapshots and largely repeats the
+#: 6-month one; the change of the 30+ share follows the seasons more than the cycle.
+CYCLE_FEATURES = (("overdue30_share", 0), ("dbt_median", 0), ("dbt_median", 6),
+                  ("new_default_rate", 0), ("new_default_rate", 6))
+#: the buyer count each cycle measure is over (its group's value is missing below
+#: ``FeatureConfig.cycle_min_buyers``)
+_CYCLE_COUNT = {"overdue30_share": "live_buyers", "overdue60_share": "live_buyers",
+                "dbt_median": "dbt_buyers", "new_default_rate": "prior_live_buyers"}
 # PAYDEX-style scale: days beyond terms -> score (100 anticipates, 80 prompt, 50 is 30 days
 # late, 20 is 120 days late), amount-weighted over the invoices paid in the window.
 _PAYDEX_DAYS = np.array([-30.0, -10.0, 0.0, 15.0, 22.0, 30.0, 60.0, 90.0, 120.0, 180.0])
@@ -62,11 +81,16 @@ class FeatureConfig:
     #: the data carry ``dispute_date``: dispute features are built (a dispute counts at A only
     #: if ``dispute_date <= A``); without it they are left out
     disputes: bool = True
+    #: a group's cycle value (industry, country, portfolio) is missing when fewer buyers
+    #: count in it (live buyers; for the default rate, buyers live 3 months earlier)
+    cycle_min_buyers: int = 30
     threads: int = 2
 
     def __post_init__(self) -> None:
         if not self.windows or any(w <= 0 for w in self.windows):
             raise ValueError(f"feature windows must be positive days, got {self.windows}")
+        if self.cycle_min_buyers < 1:
+            raise ValueError(f"cycle_min_buyers must be at least 1, got {self.cycle_min_buyers}")
 
 
 def paydex_score(days_beyond_terms: np.ndarray) -> np.ndarray:
@@ -91,8 +115,22 @@ def feature_names(cfg: FeatureConfig) -> list[str]:
         *(["disputed_share_365"] if cfg.disputes else []),
         "age_years", "log_revenue", "log_employees", "industry", "country",
         *PEER_COLUMNS,
+        *cycle_names(),
     ]
     return names
+
+
+def cycle_names() -> list[str]:
+    """The cycle feature columns, in output order: ``cycle_<group>_<measure>`` and
+    ``..._chg<n>m`` (the value at A minus the value n calendar months earlier)."""
+    return [f"cycle_{g}_{m}" + (f"_chg{n}m" if n else "")
+            for g in CYCLE_GROUPS for m, n in CYCLE_FEATURES]
+
+
+def context_columns() -> list[str]:
+    """The feature columns that come from the frozen context (peers and cycle), not from the
+    buyer's own rows."""
+    return [*PEER_COLUMNS, *cycle_names()]
 
 
 
@@ -319,7 +357,7 @@ def bucket_features(
         table = con.sql(_chunk_sql(cfg)).to_arrow_table()
     finally:
         con.close()
-    return _typed(table, [n for n in feature_names(cfg) if n not in PEER_COLUMNS])
+    return _typed(table, [n for n in feature_names(cfg) if n not in context_columns()])
 
 
 def _schema(names: Sequence[str]) -> pa.Schema:
@@ -341,11 +379,13 @@ def _typed(table: pa.Table, names: Sequence[str]) -> pa.Table:
     return table.select(schema.names).cast(schema)
 
 
-# --------------------------------------------------------------------------- peers
+# --------------------------------------------------------------------------- context
 
 
 #: schema metadata of a peer context: which feature its medians are of
 PEER_BASE_KEY = b"riskmodel.peer_base"
+#: schema metadata of a peer context: the definitions its cycle measures follow (JSON)
+CYCLE_KEY = b"riskmodel.cycle"
 
 
 def peer_base(cfg: FeatureConfig) -> str:
@@ -354,55 +394,271 @@ def peer_base(cfg: FeatureConfig) -> str:
     return f"dbt_wmean_{max(cfg.windows)}"
 
 
-def peer_context(parts: Iterable[pa.Table], cfg: FeatureConfig) -> pa.Table:
-    """The frozen peer context: per as-of date and industry (and country), the median of
-    the peer base feature over every buyer of the book. ``parts`` are
-    :func:`bucket_features` outputs (or just their ``as_of``, ``industry``, ``country`` and
-    base columns), all of the book's buckets. Columns: ``as_of, dimension, value, median,
-    buyers``; rows sorted."""
+def cycle_spec(cfg: FeatureConfig) -> str:
+    """What the cycle measures of a context depend on, as stored in its metadata: a context
+    fits a run only with the same text."""
+    return json.dumps({"dbt": f"dbt_wmean_{min(cfg.windows)}",
+                       "dpd_threshold": int(cfg.dpd_threshold),
+                       "changes_months": list(CYCLE_CHANGES)}, sort_keys=True)
+
+
+def months_back(day: dt.date, months: int) -> dt.date:
+    """``day`` minus calendar months, month-end aware: a month end goes to the month end
+    (2023-06-30 -> 2023-03-31 -> 2022-12-31); another day keeps its number, cut to the
+    length of the month (2023-05-30 -> 2023-02-28)."""
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    last = calendar.monthrange(y, m + 1)[1]
+    if day.day == calendar.monthrange(day.year, day.month)[1]:
+        return dt.date(y, m + 1, last)
+    return dt.date(y, m + 1, min(day.day, last))
+
+
+def cycle_dates(as_of_dates: Iterable[dt.date]) -> list[dt.date]:
+    """The dates a context needs for these as-of dates: each ``A`` and ``A`` minus each of
+    :data:`CYCLE_CHANGES` months."""
+    return sorted({d for a in as_of_dates
+                   for d in (a, *(months_back(a, n) for n in CYCLE_CHANGES))})
+
+
+def _shifts(as_of_dates: Iterable[dt.date]) -> pa.Table:
+    """``as_of`` and, per change, ``as_of_<n>m``: the date n calendar months earlier."""
+    dates = sorted(set(as_of_dates))
+    cols = {"as_of": pa.array(dates, pa.date32())}
+    for n in CYCLE_CHANGES:
+        cols[f"as_of_{n}m"] = pa.array([months_back(d, n) for d in dates], pa.date32())
+    return pa.table(cols)
+
+
+_CYCLE_ROWS_SQL = """
+WITH
+x AS (
+    -- the open invoices at D (for days past due) and the payments of (D - w, D]
+    SELECT i.buyer, d.as_of,
+           max(CASE WHEN i.paid_date IS NULL OR i.paid_date > d.as_of
+                    THEN d.as_of - i.due_date END) AS max_dpd,
+           sum(CASE WHEN i.paid_date <= d.as_of THEN (i.paid_date - i.due_date) * i.cents END)
+               / sum(CASE WHEN i.paid_date <= d.as_of THEN i.cents END) AS dbt
+    FROM inv i JOIN cycle_dates d
+      ON i.issue_date <= d.as_of AND (i.paid_date IS NULL OR i.paid_date > d.as_of - {w})
+    GROUP BY ALL
+),
+entered AS (
+    -- the default started in (D - 3 months, D]: an event, or an invoice reaching the
+    -- threshold still unpaid (both known at D)
+    SELECT e.buyer_id, d.as_of FROM status_events e JOIN cycle_dates d
+      ON e.event_date > d.prev AND e.event_date <= d.as_of
+    UNION
+    SELECT r.buyer_id, d.as_of FROM status_reached r JOIN cycle_dates d
+      ON r.crossing > d.prev AND r.crossing <= d.as_of
+)
+SELECT s.as_of, b.industry, b.country,
+       NOT s.in_default AS live,
+       coalesce(NOT s.in_default AND x.max_dpd > 30, false) AS overdue30,
+       coalesce(NOT s.in_default AND x.max_dpd > 60, false) AS overdue60,
+       CASE WHEN NOT s.in_default THEN x.dbt END AS dbt,
+       coalesce(NOT sp.in_default, false) AS prior_live,
+       coalesce(NOT sp.in_default, false) AND en.buyer_id IS NOT NULL AS entered
+FROM st s
+JOIN cycle_dates d ON d.as_of = s.as_of
+JOIN ids ON ids.buyer_id = s.buyer_id
+LEFT JOIN buyers b ON b.buyer = ids.buyer
+LEFT JOIN x ON x.buyer = ids.buyer AND x.as_of = s.as_of
+LEFT JOIN st sp ON sp.buyer_id = s.buyer_id AND sp.as_of = d.prev
+LEFT JOIN entered en ON en.buyer_id = s.buyer_id AND en.as_of = s.as_of
+ORDER BY s.as_of, s.buyer_id
+"""
+
+#: columns of :func:`bucket_cycle`
+_CYCLE_ROW_SCHEMA = pa.schema([
+    ("as_of", pa.date32()), ("industry", pa.string()), ("country", pa.string()),
+    ("live", pa.bool_()), ("overdue30", pa.bool_()), ("overdue60", pa.bool_()),
+    ("dbt", pa.float64()), ("prior_live", pa.bool_()), ("entered", pa.bool_()),
+])
+
+
+def bucket_cycle(
+    invoices: pa.Table,
+    buyers: pa.Table,
+    events: pa.Table,
+    as_of_dates: Sequence[dt.date],
+    cfg: FeatureConfig,
+) -> pa.Table:
+    """The buyer-level measures the cycle context is made of, at every date of
+    :func:`cycle_dates` (so also 3 and 6 months before each as-of date), for the buyers of
+    one bucket: one small row per buyer and date, for every buyer with an invoice issued by
+    the date (so a group has a row at every date it has a buyer). Point in time at each
+    date ``D`` like the features: ``live`` (not in default at D), ``overdue30``/``overdue60``
+    (live, with an invoice open at D more than 30/60 days past due), ``dbt`` (live:
+    ``dbt_wmean`` of the shortest window at D),
+    ``prior_live`` (not in default 3 calendar months before D) and ``entered`` (prior_live,
+    and an event or an invoice reaching ``dpd_threshold`` days past due in between).
+    Only this bucket's buyers' own rows are used."""
+    dates = cycle_dates(as_of_dates)
+    shifts = _shifts(dates)
+    buyer_ids = buyers["buyer_id"].combine_chunks()
+    codes = pc.index_in(invoices["buyer_id"], value_set=buyer_ids)
+    if codes.null_count:
+        raise ValueError("invoices: a buyer_id is not in the buyers table (validate first)")
+    amount = invoices["amount"].to_numpy(zero_copy_only=False)
+    inv = pa.table({"buyer": codes.cast(pa.int32()), "issue_date": invoices["issue_date"],
+                    "due_date": invoices["due_date"], "paid_date": invoices["paid_date"],
+                    "cents": pa.array(np.round(amount * 100).astype(np.int64))})
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("inv", inv)
+        con.register("cycle_dates", pa.table({"as_of": shifts["as_of"],
+                                              "prev": shifts["as_of_3m"]}))
+        con.register("snapshot_dates", as_of_table([*dates, *shifts["as_of_3m"].to_pylist()]))
+        con.register("buyers", _engine_buyers(buyers))
+        con.register("ids", pa.table({"buyer": pa.array(np.arange(len(buyer_ids),
+                                                                  dtype=np.int32)),
+                                      "buyer_id": buyer_ids}))
+        con.sql(f"CREATE TEMP VIEW st AS {status_sql(con, invoices, events, cfg.dpd_threshold)}")
+        table = con.sql(_CYCLE_ROWS_SQL.format(w=int(min(cfg.windows)))).to_arrow_table()
+    finally:
+        con.close()
+    return table.select(_CYCLE_ROW_SCHEMA.names).cast(_CYCLE_ROW_SCHEMA)
+
+
+_CONTEXT_SCHEMA = pa.schema([
+    ("as_of", pa.date32()), ("dimension", pa.string()), ("value", pa.string()),
+    ("median", pa.float64()), ("buyers", pa.int64()),
+    ("live_buyers", pa.int64()), ("overdue30_share", pa.float64()),
+    ("overdue60_share", pa.float64()), ("dbt_buyers", pa.int64()),
+    ("dbt_median", pa.float64()), ("prior_live_buyers", pa.int64()),
+    ("new_default_rate", pa.float64()),
+])
+
+
+def peer_context(
+    parts: Iterable[pa.Table],
+    cycle_parts: Iterable[pa.Table],
+    as_of_dates: Sequence[dt.date],
+    cfg: FeatureConfig,
+) -> pa.Table:
+    """The frozen context of a run, over the whole book: one row per date, dimension
+    (``industry``, ``country``, ``portfolio``) and value (empty for the portfolio).
+
+    * Peer columns, at each as-of date (empty at the other dates): ``median``, the median
+      of the peer base feature over the buyers of the group, and ``buyers``, how many.
+      ``parts`` are :func:`bucket_features` outputs (or just their ``as_of``, ``industry``,
+      ``country`` and base columns), all of the book's buckets.
+    * Cycle columns, at each date of :func:`cycle_dates`: ``live_buyers``, the shares of
+      them more than 30 and 60 days past due, ``dbt_median`` over the ``dbt_buyers`` live
+      buyers with a DBT, ``new_default_rate`` of the ``prior_live_buyers`` (live 3 months
+      earlier). ``cycle_parts`` are :func:`bucket_cycle` outputs, all of the book's buckets.
+      No minimum group size is applied here (see :func:`peers_sql`).
+
+    Rows sorted; the schema metadata names the peer base feature and the cycle definitions."""
     base = peer_base(cfg)
     cols = ["as_of", "industry", "country", base]
     tables = [t.select(cols) for t in parts]
     schema = pa.schema([("as_of", pa.date32()), ("industry", pa.string()),
                         ("country", pa.string()), (base, pa.float64())])
     rows = pa.concat_tables(tables) if tables else schema.empty_table()
+    cyc_tables = [t.select(_CYCLE_ROW_SCHEMA.names) for t in cycle_parts]
+    cyc_rows = (pa.concat_tables(cyc_tables) if cyc_tables
+                else _CYCLE_ROW_SCHEMA.empty_table())
+    peer_sel = f"median(r.{base}) AS median, count(r.{base}) AS buyers"
+    cyc_sel = """count(CASE WHEN r.live THEN 1 END) AS live_buyers,
+        count(CASE WHEN r.overdue30 THEN 1 END)::DOUBLE
+            / nullif(count(CASE WHEN r.live THEN 1 END), 0) AS overdue30_share,
+        count(CASE WHEN r.overdue60 THEN 1 END)::DOUBLE
+            / nullif(count(CASE WHEN r.live THEN 1 END), 0) AS overdue60_share,
+        count(r.dbt) AS dbt_buyers, median(r.dbt) AS dbt_median,
+        count(CASE WHEN r.prior_live THEN 1 END) AS prior_live_buyers,
+        count(CASE WHEN r.entered THEN 1 END)::DOUBLE
+            / nullif(count(CASE WHEN r.prior_live THEN 1 END), 0) AS new_default_rate"""
+
+    def by_group(sel: str, src: str, dates: str) -> str:
+        groups = [f"SELECT r.as_of, '{dim}' AS dimension, r.{dim} AS value, {sel} "
+                  f"FROM {src} r GROUP BY ALL" for dim in CATEGORICAL]
+        # a portfolio row at every date, even one without buyers
+        groups.append(f"SELECT d.as_of, 'portfolio' AS dimension, NULL::VARCHAR AS value, "
+                      f"{sel} FROM {dates} d LEFT JOIN {src} r USING (as_of) GROUP BY ALL")
+        return " UNION ALL ".join(groups)
+
     con = duckdb.connect(config={"threads": cfg.threads})
     try:
         con.register("rows", rows)
-        selects = [
-            f"SELECT as_of, '{dim}' AS dimension, {col} AS value, median({base}) AS median, "
-            f"count({base}) AS buyers FROM rows GROUP BY ALL"
-            for col, dim in ((PEER_COLUMNS[p], PEER_COLUMNS[p]) for p in PEER_COLUMNS)
-        ]
-        table = con.sql(" UNION ALL ".join(selects) + " ORDER BY as_of, dimension, value"
-                        ).to_arrow_table()
+        con.register("cyc_rows", cyc_rows)
+        con.register("peer_dates", as_of_table(as_of_dates))
+        con.register("cyc_dates", as_of_table(cycle_dates(as_of_dates)))
+        table = con.sql(f"""
+            WITH p AS ({by_group(peer_sel, "rows", "peer_dates")}),
+                 c AS ({by_group(cyc_sel, "cyc_rows", "cyc_dates")})
+            SELECT coalesce(p.as_of, c.as_of) AS as_of,
+                   coalesce(p.dimension, c.dimension) AS dimension,
+                   coalesce(p.value, c.value) AS value,
+                   p.median, p.buyers, c.* EXCLUDE (as_of, dimension, value)
+            FROM p FULL JOIN c ON p.as_of = c.as_of AND p.dimension = c.dimension
+                              AND p.value IS NOT DISTINCT FROM c.value
+            ORDER BY as_of, dimension, value NULLS FIRST""").to_arrow_table()
     finally:
         con.close()
-    return table.replace_schema_metadata({PEER_BASE_KEY: base.encode()})
+    table = table.select(_CONTEXT_SCHEMA.names).cast(_CONTEXT_SCHEMA)
+    return table.replace_schema_metadata({PEER_BASE_KEY: base.encode(),
+                                          CYCLE_KEY: cycle_spec(cfg).encode()})
 
 
-def peers_sql(features: str, context: str, cfg: FeatureConfig) -> str:
-    """A query that adds the peer columns to ``features`` (a relation of bucket outputs)
-    from ``context`` (:func:`peer_context`), in output column order, sorted by as-of date
-    and buyer."""
+def context_dates(context: pa.Table) -> tuple[set[dt.date], set[dt.date]]:
+    """The dates a context holds: those with peer medians (the as-of dates of the run that
+    computed it) and those with cycle values."""
+    port = context.filter(pc.equal(context["dimension"], "portfolio"))
+    peer = port.filter(pc.is_valid(port["buyers"]))["as_of"].to_pylist()
+    return set(peer), set(port["as_of"].to_pylist())
+
+
+def peers_sql(features: str, context: str, shifts: str, cfg: FeatureConfig) -> str:
+    """A query that adds the peer and cycle columns to ``features`` (a relation of bucket
+    outputs) from ``context`` (:func:`peer_context`) and ``shifts`` (each as-of date and the
+    dates 3 and 6 months earlier), sorted by as-of date and buyer. A cycle value is missing
+    where its group has fewer than ``cfg.cycle_min_buyers`` buyers, and a change where
+    either end is."""
     base = peer_base(cfg)
+    least = int(cfg.cycle_min_buyers)
+
+    def level(alias: str, measure: str) -> str:
+        return (f"CASE WHEN {alias}.{_CYCLE_COUNT[measure]} >= {least} "
+                f"THEN {alias}.{measure} END")
+
+    values = []
+    for measure, n in CYCLE_FEATURES:
+        if n:
+            values.append(f"{level('c', measure)} - {level(f'c{n}', measure)} "
+                          f"AS {measure}_chg{n}m")
+        else:
+            values.append(f"{level('c', measure)} AS {measure}")
+    earlier = "".join(
+        f" LEFT JOIN {context} c{n} ON c{n}.as_of = s.as_of_{n}m "
+        f"AND c{n}.dimension = c.dimension AND c{n}.value IS NOT DISTINCT FROM c.value"
+        for n in sorted({n for _, n in CYCLE_FEATURES if n}))
+    cycle = (f"SELECT s.as_of, c.dimension, c.value, {', '.join(values)} FROM {shifts} s "
+             f"JOIN {context} c ON c.as_of = s.as_of{earlier}")
     cols, joins = [], []
     for i, (name, dim) in enumerate(PEER_COLUMNS.items()):
         cols.append(f"f.{base} - c{i}.median AS {name}")
         joins.append(f"LEFT JOIN {context} c{i} ON c{i}.as_of = f.as_of "
                      f"AND c{i}.dimension = '{dim}' AND c{i}.value = f.{dim}")
-    return (f"SELECT f.*, {', '.join(cols)} FROM {features} f {' '.join(joins)} "
-            "ORDER BY f.as_of, f.buyer_id")
+    for group in CYCLE_GROUPS:
+        on = "" if group == "portfolio" else f" AND g_{group}.value = f.{group}"
+        joins.append(f"LEFT JOIN cycle g_{group} ON g_{group}.as_of = f.as_of "
+                     f"AND g_{group}.dimension = '{group}'{on}")
+        cols += [f"g_{group}.{m}{f'_chg{n}m' if n else ''} AS "
+                 f"cycle_{group}_{m}{f'_chg{n}m' if n else ''}" for m, n in CYCLE_FEATURES]
+    return (f"WITH cycle AS ({cycle}) SELECT f.*, {', '.join(cols)} FROM {features} f "
+            f"{' '.join(joins)} ORDER BY f.as_of, f.buyer_id")
 
 
 def with_peers(parts: Sequence[pa.Table], context: pa.Table, cfg: FeatureConfig) -> pa.Table:
-    """Bucket outputs (at least one) joined with the peer context: the final feature
-    table."""
+    """Bucket outputs (at least one) joined with the context: the final feature table."""
+    table = pa.concat_tables(parts)
     con = duckdb.connect(config={"threads": cfg.threads})
     try:
-        con.register("f", pa.concat_tables(parts))
+        con.register("f", table)
         con.register("ctx", context)
-        table = con.sql(peers_sql("f", "ctx", cfg)).to_arrow_table()
+        con.register("shifts", _shifts(pc.unique(table["as_of"]).to_pylist()))
+        table = con.sql(peers_sql("f", "ctx", "shifts", cfg)).to_arrow_table()
     finally:
         con.close()
     return _typed(table, feature_names(cfg))
@@ -425,7 +681,7 @@ def build_features(
     cfg: FeatureConfig | None = None,
 ) -> pd.DataFrame:
     """Features of validated pandas tables held in memory: :func:`bucket_features` over all
-    of them, the peer context from the same rows, then the peer columns.
+    of them, the peer and cycle context from the same rows, then the context columns.
 
     Columns: ``buyer_id``, ``as_of``, ``status``, then :func:`feature_names`; rows sorted by
     as-of date and buyer. Without ``cfg.data_start`` the first issue date of ``invoices`` is
@@ -439,6 +695,8 @@ def build_features(
         cfg = dataclasses.replace(cfg, data_start=invoices["issue_date"].min().date())
     if not len(invoices):
         return pd.DataFrame(columns=[*ID_COLUMNS, *feature_names(cfg)])
-    part = bucket_features(to_arrow("invoices", invoices), to_arrow("buyers", buyers),
-                           to_arrow("events", events), as_of_dates, cfg)
-    return features_to_pandas(with_peers([part], peer_context([part], cfg), cfg))
+    tables = (to_arrow("invoices", invoices), to_arrow("buyers", buyers),
+              to_arrow("events", events))
+    part = bucket_features(*tables, as_of_dates, cfg)
+    context = peer_context([part], [bucket_cycle(*tables, as_of_dates, cfg)], as_of_dates, cfg)
+    return features_to_pandas(with_peers([part], context, cfg))
