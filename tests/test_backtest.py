@@ -106,10 +106,10 @@ def test_backtest_judges_each_cut_on_the_following_year(world, book, tmp_path) -
     assert (tmp_path / "backtest.csv").exists() and (tmp_path / "backtest.json").exists()
     assert res.summary["backtest_auc_mean"] == pytest.approx(t["auc"].mean())
     # the live buyers of each cut checked against that cut's training domain
-    if res.domain is not None:  # models trained with a domain profile
-        assert list(res.domain) == t["cut"].tolist()
-        assert t["domain_warnings"].tolist() == [len(res.domain[c]) for c in t["cut"]]
-        assert res.summary["backtest_domain_warnings"] == t["domain_warnings"].sum()
+    assert res.domain is not None  # the models carry a domain profile
+    assert list(res.domain) == t["cut"].tolist()
+    assert t["domain_warnings"].tolist() == [len(res.domain[c]) for c in t["cut"]]
+    assert res.summary["backtest_domain_warnings"] == t["domain_warnings"].sum()
 
 
 def test_backtest_needs_an_observed_window(book) -> None:
