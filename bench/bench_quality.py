@@ -138,7 +138,8 @@ def run_old(raw: Path, truth: Path, old_src: Path, old_params: Path, cuts: int,
     """The earlier version's own ``riskmodel backtest`` on the same raw data."""
     env = {**os.environ, "PYTHONPATH": str(old_src)}
     outdir = tmp / "old-backtest"
-    subprocess.run([sys.executable, "-m", "riskmodel.cli", "backtest", str(raw), "--params",
+    run_cli = "import sys; from riskmodel.cli import app; sys.argv[0] = 'riskmodel'; app()"
+    subprocess.run([sys.executable, "-c", run_cli, "backtest", str(raw), "--params",
                     str(old_params), "--cuts", str(cuts), "--truth", str(truth),
                     "--out-dir", str(outdir)], env=env, check=True, cwd=tmp,
                    stdout=subprocess.DEVNULL)

@@ -224,3 +224,60 @@ def test_holdout_model_is_saved_beside_the_shipped_one(tmp_path: Any) -> None:
     save_pyfunc(res.holdout, tmp_path / "h")
     np.testing.assert_allclose(load_holdout(tmp_path / "h").predict(frame)["pd"], held,
                                rtol=1e-12)
+
+
+def level_panel(recent_factor: float, seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """12 labelled quarter ends, then 3 whose windows are observed for 270, 180 and 90 days.
+    Bad outcomes come uniformly over the year (F(t) = t / 365); in the partly observed
+    windows the odds of going bad are ``recent_factor`` times those of the labelled
+    years."""
+    rng = np.random.default_rng(seed)
+    dates = quarter_ends(15)
+    f, lab = hand_panel(4000, dates, dict.fromkeys(dates, "x1"), seed=seed, unlabelled=3)
+    lab["observed_days"] = pd.array([HORIZON] * len(lab), dtype="Int32")
+    days = rng.integers(1, HORIZON + 1, len(lab))
+    went_bad = lab["bad"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    lab["days_to_bad"] = pd.array(np.where(went_bad, days, -1), dtype="Int32")
+    lab.loc[lab["days_to_bad"] == -1, "days_to_bad"] = pd.NA
+    x1 = f["x1"].to_numpy()
+    p = 1 / (1 + np.exp(-(-3.0 + np.log(recent_factor) + 2.5 * x1)))
+    for k, t in zip((3, 2, 1), (270, 180, 90), strict=True):
+        on = (lab["as_of"] == dates[-k]).to_numpy()
+        within = rng.random(len(lab)) < p * t / HORIZON
+        lab.loc[on, "observed_days"] = t
+        hit = on & within
+        lab.loc[on, "days_to_bad"] = pd.NA
+        lab.loc[hit, "days_to_bad"] = rng.integers(1, t + 1, int(hit.sum()))
+    return f, lab
+
+
+@pytest.mark.parametrize(("factor", "low", "high"), [(2.0, 0.45, 0.85), (1.0, -0.15, 0.15)])
+def test_recent_outcomes_move_the_level(factor: float, low: float, high: float) -> None:
+    f, lab = level_panel(factor)
+    res = train_model(f, lab, params())
+    info = res.refit["calibration"]["recent_level"]
+    assert info["applied"]
+    assert info["dates"] == [d.date().isoformat() for d in quarter_ends(15)[-3:]]
+    # twice the odds: log(2) = 0.69 on the log-odds, shrunk by bads / (bads + 30)
+    assert low < info["shift"] < high, info
+    off = train_model(f, lab, params_with_calibration(recent_level=False))
+    frame = f[f["as_of"] == quarter_ends(15)[-1]]
+    ratio = res.model.predict(frame)["pd"].mean() / off.model.predict(frame)["pd"].mean()
+    assert off.refit["calibration"]["recent_level"]["applied"] is False
+    if factor == 2.0:
+        assert 1.25 < ratio < 2.0, ratio  # odds x2: less than x2 on the mean PD
+    else:
+        assert 0.85 < ratio < 1.15, ratio
+
+
+def test_labels_without_partial_outcomes_leave_the_level_alone() -> None:
+    f, lab = level_panel(2.0)
+    res = train_model(f, lab.drop(columns=["observed_days", "days_to_bad"]), params())
+    info = res.refit["calibration"]["recent_level"]
+    assert info["applied"] is False and "observed_days" in info["reason"]
+
+
+def params_with_calibration(**calibration: Any) -> Params:
+    base = params()
+    return base.model_copy(update={"calibration": base.calibration.model_copy(
+        update=calibration)})

@@ -154,6 +154,14 @@ class CalibrationParams(_Strict):
     #: as-of dates, from ``crossfit_folds`` models that each leave a fold of buyers out
     crossfit_folds: int = Field(default=5, ge=2)
     dates: int = Field(default=4, ge=1)
+    #: read the current default level from the latest as-of dates whose outcome window is
+    #: partly observed (at least ``recent_min_days``), and shift the refit model's log-odds
+    #: to it, with a weight of bads / (bads + ``recent_credibility_bads``)
+    recent_level: bool = True
+    recent_min_days: int = Field(default=90, ge=1)
+    #: the level is read from the first bad outcomes of this latest stretch of days
+    recent_window_days: int = Field(default=91, ge=1)
+    recent_credibility_bads: float = Field(default=30.0, ge=0)
 
 
 class MasterScaleParams(_Strict):

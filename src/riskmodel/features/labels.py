@@ -58,7 +58,9 @@ WITH panel AS (
 ev AS (
     SELECT p.buyer_id, p.as_of,
            bool_or(e.event_date <= p.as_of) AS event_before,
-           bool_or(e.event_date > p.as_of AND e.event_date <= p.as_of + {h}) AS event_in_window
+           bool_or(e.event_date > p.as_of AND e.event_date <= p.as_of + {h}) AS event_in_window,
+           min(e.event_date) FILTER (WHERE e.event_date > p.as_of
+                                     AND e.event_date <= p.as_of + {h}) AS event_first
     FROM panel p JOIN {ev} e USING (buyer_id)
     GROUP BY ALL
 ),
@@ -66,13 +68,16 @@ dpd AS (
     SELECT p.buyer_id, p.as_of,
            bool_or(r.crossing <= p.as_of AND (r.paid_date IS NULL OR r.paid_date > p.as_of))
                AS dpd_now,
-           bool_or(r.crossing > p.as_of AND r.crossing <= p.as_of + {h}) AS dpd_in_window
+           bool_or(r.crossing > p.as_of AND r.crossing <= p.as_of + {h}) AS dpd_in_window,
+           min(r.crossing) FILTER (WHERE r.crossing > p.as_of
+                                   AND r.crossing <= p.as_of + {h}) AS dpd_first
     FROM panel p JOIN {re} r USING (buyer_id)
     GROUP BY ALL
 )
 SELECT p.buyer_id, p.as_of,
        coalesce(ev.event_before, false) OR coalesce(dpd.dpd_now, false) AS in_default,
-       coalesce(ev.event_in_window, false) OR coalesce(dpd.dpd_in_window, false) AS bad_raw
+       coalesce(ev.event_in_window, false) OR coalesce(dpd.dpd_in_window, false) AS bad_raw,
+       least(ev.event_first, dpd.dpd_first) AS first_bad
 FROM panel p
 LEFT JOIN ev USING (buyer_id, as_of)
 LEFT JOIN dpd USING (buyer_id, as_of)
@@ -89,7 +94,8 @@ def status_sql(
 ) -> str:
     """Register what the status query needs on ``con`` (which must have the
     ``snapshot_dates`` table) and return the query: ``buyer_id, as_of, in_default,
-    bad_raw`` for every buyer with an invoice issued on or before each as-of date."""
+    bad_raw, first_bad`` (the day of the first bad outcome in the window, or null) for every
+    buyer with an invoice issued on or before each as-of date."""
     names = {k: f"{prefix}{k}" for k in ("first_issue", "events", "reached")}
     con.register(names["first_issue"], _first_issue(invoices))
     con.register(names["events"], events.select(["buyer_id", "event_date"]))
@@ -163,8 +169,13 @@ def labels_table(
     horizon_days: int = 365,
     dpd_threshold: int = 90,
 ) -> pa.Table:
-    """``buyer_id, as_of, in_default, bad`` from the book's Arrow tables; ``bad`` is null
-    where it is undefined (see module docstring). A pure function of each buyer's rows."""
+    """``buyer_id, as_of, in_default, bad, observed_days, days_to_bad`` from the book's
+    Arrow tables; ``bad`` is null where it is undefined (see module docstring).
+    ``observed_days`` is how much of the window ``observed_until`` covers (``horizon_days``
+    for a labelled row); ``days_to_bad`` the days from ``as_of`` to the first bad outcome
+    when it happened by ``observed_until`` (null otherwise, and for buyers in default): the
+    outcomes of the latest, partly observed windows, which the training uses to read the
+    current default level. A pure function of each buyer's rows."""
     if horizon_days <= 0 or dpd_threshold < 0:
         raise ValueError(
             f"horizon_days must be > 0 and dpd_threshold >= 0, got {horizon_days}, "
@@ -175,8 +186,18 @@ def labels_table(
     labelled = pc.less_equal(st["as_of"], ou)
     undefined = pc.or_(pc.invert(labelled), st["in_default"])
     bad = pc.if_else(undefined, pa.scalar(None, pa.bool_()), st["bad_raw"])
+    as_of_day = st["as_of"].cast(pa.int32())
+    ou_day = pa.scalar((observed_until - dt.date(1970, 1, 1)).days, pa.int32())
+    observed = pc.min_element_wise(pc.subtract(ou_day, as_of_day),
+                                   pa.scalar(int(horizon_days), pa.int32()))
+    observed = pc.max_element_wise(observed, pa.scalar(0, pa.int32()))
+    first = st["first_bad"].cast(pa.int32())
+    seen = pc.fill_null(pc.and_(pc.less_equal(first, ou_day), pc.invert(st["in_default"])),
+                        False)
+    days = pc.if_else(seen, pc.subtract(first, as_of_day), pa.scalar(None, pa.int32()))
     return pa.table({"buyer_id": st["buyer_id"], "as_of": st["as_of"],
-                     "in_default": st["in_default"], "bad": bad})
+                     "in_default": st["in_default"], "bad": bad,
+                     "observed_days": observed, "days_to_bad": days})
 
 
 def labels_to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -188,6 +209,9 @@ def labels_to_pandas(table: pa.Table) -> pd.DataFrame:
                                 dtype=bool),
         "bad": pd.Series(table["bad"].to_pandas(), dtype="boolean"),
     })
+    for col in ("observed_days", "days_to_bad"):
+        if col in table.column_names:
+            frame[col] = pd.Series(table[col].to_pandas(), dtype="Int32")
     return frame
 
 

@@ -57,7 +57,18 @@ class Calibrator:
             out = np.interp(margin, p["x"], p["y"])
         else:
             out = 1.0 / (1.0 + np.exp(-(p["a"] * margin + p["b"])))
+        shift = float(p.get("shift", 0.0))
+        if shift:
+            out = np.clip(out, PD_FLOOR, 1.0 - PD_FLOOR)
+            out = 1.0 / (1.0 + np.exp(-(np.log(out / (1.0 - out)) + shift)))
         return np.clip(out, PD_FLOOR, 1.0 - PD_FLOOR)  # PD 1 is for buyers in default
+
+    def shifted(self, shift: float) -> Calibrator:
+        """This calibration with ``shift`` added to the log-odds of every PD (a level
+        adjustment; monotone, so the order of buyers is unchanged)."""
+        cal = Calibrator(self.method)
+        cal.params_ = {**self.to_dict(), "shift": float(shift)}
+        return cal
 
     def to_dict(self) -> dict[str, Any]:
         if not hasattr(self, "params_"):

@@ -59,6 +59,8 @@ from riskmodel.modeling.model import FeatureSpec, RiskModel, design_matrix, mode
 from riskmodel.params import CapacityCandidate, Params
 
 TARGET = "bad"
+#: label columns of the partly observed windows (see :func:`recent_level`)
+RECENT_COLUMNS = ("observed_days", "days_to_bad")
 #: the folder, beside the shipped model's files, of the holdout model (the split's fit,
 #: which never saw the test dates)
 HOLDOUT_FOLDER = "holdout"
@@ -77,7 +79,8 @@ def build_panel(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
                    if c not in frame.columns]
         if missing:
             raise TrainingError(f"{name}: missing columns {missing}")
-    panel = features.merge(labels[[*keys, "in_default", "bad"]], on=keys, how="left",
+    extra = [c for c in RECENT_COLUMNS if c in labels.columns]
+    panel = features.merge(labels[[*keys, "in_default", "bad", *extra]], on=keys, how="left",
                            validate="one_to_one", indicator=True)
     unmatched = int((panel.pop("_merge") != "both").sum())
     if unmatched:
@@ -311,7 +314,8 @@ def feature_spec(panel: pd.DataFrame, params: Params) -> FeatureSpec:
     if unknown:
         raise TrainingError(f"train.exclude_features names unknown columns {sorted(unknown)}")
     names = [c for c in panel.columns
-             if c not in (*ID_COLUMNS, "in_default", TARGET) and c not in excluded]
+             if c not in (*ID_COLUMNS, "in_default", TARGET, *RECENT_COLUMNS)
+             and c not in excluded]
     cats = {c: sorted(panel[c].dropna().astype("str").unique().tolist())
             for c in CATEGORICAL if c in names}
     return FeatureSpec(names, cats)
@@ -699,6 +703,81 @@ def crossfit_calibration(rows: _Matrices, prm: dict[str, Any], spec: FeatureSpec
     return cal, info
 
 
+def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params
+                 ) -> tuple[float, dict[str, Any]]:
+    """The log-odds shift that brings the model to the default level of the latest, partly
+    observed windows, and what it was read from.
+
+    The labelled windows end a horizon or more before the data's observation date, so a
+    model calibrated on them misses any move of the default level since. The as-of dates
+    whose window is partly observed (at least ``calibration.recent_min_days`` days) carry
+    that news: for each live buyer, whether its first bad outcome came in the latest
+    ``calibration.recent_window_days`` of its observed ``t`` days, ``(s, t]`` (the latest
+    stretch, so that the level read is today's rather than that of the whole stretch since
+    the as-of date). If ``F(t)`` is the share of a full window's bad outcomes that come
+    within ``t`` days (measured on the latest ``calibration.dates`` labelled dates), a buyer
+    of PD ``p`` has its first bad outcome in ``(s, t]`` with probability ``(F(t) - F(s)) p``.
+    The shift ``d`` solves ``sum (F(t_i) - F(s_i)) sigmoid(logit(p_i) + d) = observed`` and
+    is shrunk by
+    ``bads / (bads + calibration.recent_credibility_bads)``. Only outcomes observed by the
+    observation date count: point in time."""
+    cp = params.calibration
+    info: dict[str, Any] = {"applied": False}
+    if not cp.recent_level:
+        info["reason"] = "calibration.recent_level is off"
+        return 0.0, info
+    if any(c not in panel.columns for c in RECENT_COLUMNS):
+        info["reason"] = "the labels have no observed_days/days_to_bad (built before them)"
+        return 0.0, info
+    h = params.label.horizon_days
+    live = panel[~panel["in_default"].astype(bool)]
+    labelled = live[live[TARGET].notna()]
+    dates = sorted(labelled["as_of"].unique())[-cp.dates:]
+    bads = labelled[labelled["as_of"].isin(dates) & labelled[TARGET].astype(bool)]
+    timing = bads["days_to_bad"].dropna().to_numpy(dtype=float)
+    obs_days = live["observed_days"]
+    recent = live[live[TARGET].isna() & obs_days.notna()
+                  & (obs_days >= cp.recent_min_days) & (obs_days < h)]
+    if len(timing) < 20 or recent.empty:
+        info["reason"] = (f"{len(timing)} bad outcomes to time the window by (20 needed), "
+                          f"{len(recent)} rows with a partly observed window")
+        return 0.0, info
+    t = recent["observed_days"].to_numpy(dtype=float)
+    start = np.maximum(t - cp.recent_window_days, 0.0)
+    ordered = np.sort(timing)
+
+    def cdf(days: np.ndarray) -> np.ndarray:  # F: share of a window's bads by that day
+        return np.searchsorted(ordered, days, side="right") / len(ordered)
+
+    share = cdf(t) - cdf(start)  # of a window's bads, the share in its latest stretch
+    first = recent["days_to_bad"].to_numpy(dtype=float, na_value=np.nan)
+    seen = float(np.sum((first > start) & (first <= t)))
+    p = model.predict(recent[[c for c in recent.columns
+                              if c not in ("in_default", TARGET, *RECENT_COLUMNS)]])["pd"]
+    logit = np.log(p.to_numpy() / (1 - p.to_numpy()))
+
+    def expected(d: float) -> float:
+        return float(np.sum(share / (1.0 + np.exp(-(logit + d)))))
+
+    lo, hi = -5.0, 5.0
+    if seen <= expected(lo) or seen >= expected(hi):
+        d = lo if seen <= expected(lo) else hi
+    else:
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if expected(mid) < seen else (lo, mid)
+        d = (lo + hi) / 2
+    weight = seen / (seen + cp.recent_credibility_bads) if seen else 0.0
+    shift = d * weight
+    info = {"applied": True, "dates": _iso(sorted(pd.Timestamp(x) for x in
+                                                  recent["as_of"].unique())),
+            "rows": len(recent), "bads_seen": int(seen),
+            "bads_expected": round(expected(0.0), 2), "shift_full": round(d, 6),
+            "weight": round(weight, 6), "shift": round(shift, 6),
+            "timing_bads": len(timing)}
+    return float(shift), info
+
+
 def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) -> TrainResult:
     """Fit the calibrated, graded PD model on a features/labels panel.
 
@@ -759,6 +838,15 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
         cal, cal_info = crossfit_calibration(allm, prm_all, spec, fit0.best, params)
         booster = _fit_fixed(prm_all, allm, spec, fit0.best)
         model = RiskModel(booster, cal, scale, spec, fit_profile(everything, spec))
+        shift, level_info = recent_level(model, panel, params)
+        cal_info["recent_level"] = level_info
+        if shift:
+            model = RiskModel(booster, cal.shifted(shift), scale, spec, model.profile)
+            notes.append(
+                f"default level read from {level_info['rows']:,} rows of the partly observed "
+                f"windows ({', '.join(level_info['dates'])}): {level_info['bads_seen']} bad "
+                f"outcomes against {level_info['bads_expected']:.0f} expected; log-odds "
+                f"shifted by {shift:+.3f} (weight {level_info['weight']:.2f})")
         fit_rows = everything
         refit_info = {"rows": len(everything), "bads": int(allm.y.sum()),
                       "dates": _iso(sorted(pd.Timestamp(d) for d in everything["as_of"]
