@@ -125,6 +125,7 @@ def run_world(name: str, cfg: SynthConfig, params_path: Path, cuts: int,
                    "riskmodel": judge(book, cut, params, ours, truth),
                    "plain_lgbm": judge(book, cut, params, peer, truth),
                    "trees": res.best_iteration,
+                   "recent_level": (res.refit or {}).get("calibration", {}).get("recent_level"),
                    "capacity": next(c for c in res.search if c["chosen"])}
             out["cuts"].append(row)
             print(name, json.dumps(row), flush=True)
