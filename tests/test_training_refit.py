@@ -170,23 +170,36 @@ def tree_shape(res: Any) -> tuple[int, int]:
     return (max(t["num_leaves"] for t in info), max(depth(t["tree_structure"]) for t in info))
 
 
-@pytest.mark.parametrize("tolerance", [1.0, 0.0])
-def test_search_winner_is_the_cheapest_near_the_best(tolerance: float) -> None:
+def interaction_panel(seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The log-odds are 2 x1 x2: an interaction that stumps (an additive model) cannot
+    learn, so deeper trees are clearly better (mean fold AUC about 0.83 against 0.71)."""
     dates = quarter_ends(12)
-    f, lab = hand_panel(800, dates, dict.fromkeys(dates, "x1"), seed=5)
-    # an interaction only deeper trees can use
-    f["x2"] = np.random.default_rng(6).standard_normal(len(f))
+    f, lab = hand_panel(800, dates, dict.fromkeys(dates, "x1"), seed=seed)
+    x1, x2 = f["x1"].to_numpy(), f["x2"].to_numpy()
+    p = 1 / (1 + np.exp(-(-2.5 + 2.0 * x1 * x2)))
+    lab["bad"] = (np.random.default_rng(seed + 1).random(len(lab)) < p).astype(float)
+    return f, lab
+
+
+@pytest.mark.parametrize(("tolerance", "winner"), [(1.0, 0), (0.0, 1)])
+def test_search_winner_is_the_cheapest_near_the_best(tolerance: float, winner: int) -> None:
+    """With a wide tolerance both candidates are near the best and the stumps, cheapest to
+    explain, win; with none the deeper trees, whose AUC is clearly higher, win."""
+    f, lab = interaction_panel()
     res = train_model(f, lab, params(search=SEARCH, search_tolerance=tolerance))
     table = res.search
     assert [r["num_leaves"] for r in table] == [2, 16]
-    best_auc = max(r["mean_auc"] for r in table)
-    near = [r for r in table if r["mean_auc"] >= best_auc - tolerance]
-    winner = min(near, key=lambda r: r["explain_cost"])
-    assert [r["chosen"] for r in table] == [r is winner for r in table]
+    stumps, deep = table
+    assert deep["mean_auc"] > stumps["mean_auc"] + 0.05, table  # the panel does its job
+    for r in table:  # the explanation cost: trees x leaves x depth^2
+        assert r["explain_cost"] == r["trees"] * r["num_leaves"] * r["max_depth"] ** 2
+    assert stumps["explain_cost"] < deep["explain_cost"]
+    assert [r["chosen"] for r in table] == [i == winner for i in range(len(table))]
     leaves, depth = tree_shape(res)
-    assert leaves <= winner["num_leaves"] and depth <= winner["max_depth"]
-    if tolerance == 1.0:  # every candidate is near: the stumps are the cheapest
+    if winner == 0:
         assert (leaves, depth) == (2, 1)
+    else:  # the deeper candidate ships: trees beyond stumps, within its limits
+        assert 2 < leaves <= 16 and 1 < depth <= 4, (leaves, depth)
     assert res.metadata()["capacity_search"] == table
 
 
