@@ -180,7 +180,7 @@ def test_cycles_are_deterministic_per_seed_and_differ_between_seeds() -> None:
     np.testing.assert_array_equal(a.phase, b.phase)
     c = cycle_params(6)
     assert c.common_phase != a.common_phase
-    assert (np.diff(np.sort(np.concatenate([a.period, c.period]))) >= 0).all()
+    assert not np.array_equal(a.period, c.period)  # another seed, other cycles
     assert (a.period / 2 > 1.5).all()  # at most one turning point within any year
 
 
