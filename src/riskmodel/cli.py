@@ -448,3 +448,43 @@ def backtest(
                      [(f"cut {cut}: ", w) for cut, ws in res.domain.items() for w in ws],
                      "the models trained at the cuts have no domain profile: the buyers scored "
                      "there were not checked against the training domain")
+
+
+@app.command()
+def report(
+    explain_dir: Annotated[Path, typer.Option(
+        "--explain-dir", help="The folder written by `riskmodel explain` (scores, "
+                              "contributions, reasons).")],
+    book: Annotated[Path, typer.Option(
+        "--book", help="The book the explanations were made from (industry, country and "
+                       "payment histories).")],
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+    previous: Annotated[Path | None, typer.Option(
+        "--previous", help="The explain folder of an earlier run: adds grade and PD changes "
+                           "and marks new buyers.")] = None,
+    detail_buyers: Annotated[int, typer.Option(
+        "--detail-buyers", min=0, help="Payment histories for this many of the riskiest "
+                                       "buyers.")] = 500,
+    buyers: Annotated[Path | None, typer.Option(
+        "--buyers", help="Payment histories for these buyers too: a text file, one buyer id "
+                         "a line.")] = None,
+    log_run: Annotated[str | None, typer.Option(
+        "--log-run", help="Log the report to this MLflow run: a model directory (its "
+                          "registry.json names the run) or a run id.")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """The analyst report: one offline HTML file with the portfolio, the buyers and why."""
+    from riskmodel import pipeline
+
+    prm = _params(params)
+    with _stage() as tick:
+        ids = pipeline.read_buyer_ids(buyers) if buyers is not None else None
+        run_id = pipeline.run_id_of(log_run) if log_run is not None else None
+        with pipeline.open_book(book, prm, progress=tick) as opened:
+            res = pipeline.report(opened, explain_dir, out, previous=previous,
+                                  detail_buyers=detail_buyers, buyers=ids, log_run_id=run_id,
+                                  project_dir=_project_dir(params))
+    typer.echo(f"wrote the report of {res.buyers:,} buyers (payment histories of "
+               f"{res.histories:,}) to {res.path} ({res.size / 1e6:.1f} MB)")
+    if res.logged_run is not None:
+        typer.echo(f"logged it to MLflow run {res.logged_run} (artifact report/{res.path.name})")

@@ -904,3 +904,73 @@ def _read_truth(path: str | Path, source: str = "--truth") -> pd.DataFrame:
     t["as_of"] = pd.to_datetime(t["as_of"]).astype("datetime64[s]")
     t["buyer_id"] = t["buyer_id"].astype("str")
     return t
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    buyers: int
+    histories: int
+    as_of: list[dt.date]
+    previous: bool
+    size: int
+    #: the MLflow run the report was logged to (None: not logged)
+    logged_run: str | None = None
+
+
+def run_id_of(model_dir_or_run: str | Path) -> str:
+    """A run id: the ``run_id`` of a model directory's ``registry.json`` when given a folder,
+    else the value itself."""
+    from riskmodel.registry import RegistryError, read_registration
+
+    path = Path(model_dir_or_run)
+    if not path.is_dir():
+        return str(model_dir_or_run)
+    try:
+        reg = read_registration(path)
+    except (RegistryError, ValueError) as exc:
+        raise PipelineError(str(exc)) from exc
+    if reg is None:
+        raise PipelineError(f"{path}: no registry.json (trained with --no-register?): no run "
+                            "to log the report to")
+    return str(reg["run_id"])
+
+
+def report(
+    book: Book,
+    explain_dir: str | Path,
+    out: str | Path,
+    *,
+    previous: str | Path | None = None,
+    detail_buyers: int = 500,
+    buyers: Sequence[str] | None = None,
+    log_run_id: str | None = None,
+    project_dir: str | Path | None = None,
+) -> ReportResult:
+    """The analyst report (one offline HTML file) of an explain folder, with payment
+    histories from ``book`` for the ``detail_buyers`` riskiest buyers and ``buyers``;
+    ``previous`` (an earlier explain folder) adds the changes since then. ``log_run_id``
+    logs the file as artifact ``report/`` of that MLflow run."""
+    from riskmodel.explain.report import ReportError, build_report, check_run, log_report
+
+    out = output_file(out)
+    if log_run_id is not None:
+        try:
+            check_run(log_run_id, project_dir=project_dir)  # before any work
+        except ReportError as exc:
+            raise PipelineError(str(exc)) from exc
+    if previous is not None and not Path(previous).is_dir():
+        raise PipelineError(f"{previous}: no such folder (--previous is the folder of an "
+                            "earlier `riskmodel explain`)")
+    try:
+        rep = build_report(explain_dir, book, out, previous=previous,
+                           detail_buyers_n=detail_buyers, buyers=list(buyers or ()))
+        if log_run_id is not None:
+            log_report(rep.path, log_run_id, project_dir=project_dir)
+    except ReportError as exc:
+        raise PipelineError(str(exc)) from exc
+    return ReportResult(rep.path, rep.buyers, rep.histories, rep.as_of, rep.previous,
+                        rep.size, log_run_id)
