@@ -6,7 +6,7 @@ DEMO_BUYERS ?= 50000
 DEMO_START ?= 2020-01-01
 DEMO_END ?= 2024-12-31
 
-.PHONY: demo test install dev lint typecheck bench clean
+.PHONY: demo test install dev lint typecheck bench clean browser
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,18 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy src/riskmodel
 
-test: $(VENV)/.dev-installed
+# the report's browser tests drive Debian's chromium through its chromedriver: installed here
+# when missing (as root with apt-get; otherwise those tests fail and say what to install)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "warning: chromium and chromium-driver are missing (install them as root: apt-get install chromium chromium-driver); the report's browser tests will fail" >&2; \
+	  fi; \
+	fi
+
+test: $(VENV)/.dev-installed browser
 	$(BIN)/ruff check src tests bench pipelines
 	$(BIN)/mypy src/riskmodel
 	$(BIN)/pytest

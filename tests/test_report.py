@@ -50,10 +50,12 @@ def grade_of(pd_: float) -> str:
     return str(1 + int(np.searchsorted(CUTS, pd_, side="right")))
 
 
-def _raw_world(root: Path, buyers: int, seed: int) -> Path:
+def _raw_world(root: Path, buyers: int, seed: int, markup: bool = True) -> Path:
     raw = root / "raw"
     write_world(SynthConfig(n_buyers=buyers, start=dt.date(2021, 1, 1), end=AS_OF, seed=seed,
                             chunk_buyers=buyers), raw)
+    if not markup:
+        return raw
     # buyers whose ids and industry are markup, with a few invoices each
     extra_b = pd.DataFrame({
         "buyer_id": list(XSS_IDS), "country": ["DE", "FR", "NL", "DE"],
@@ -129,10 +131,12 @@ def explain_dir(out: Path, buyer_ids: list[str], seed: int, as_of: dt.date = AS_
     return out
 
 
-def report_world(root: Path, buyers: int = 400, seed: int = 5) -> tuple[Book, Path, Path]:
+def report_world(root: Path, buyers: int = 400, seed: int = 5,
+                 markup: bool = True) -> tuple[Book, Path, Path]:
     """A book, an explain folder of all its buyers at 2022-12-31, and a previous one (at
-    2022-09-30) that lacks a tenth of them (the new buyers)."""
-    raw = _raw_world(root, buyers, seed)
+    2022-09-30) that lacks a tenth of them (the new buyers); ``markup`` adds the buyers of
+    :data:`XSS_IDS`."""
+    raw = _raw_world(root, buyers, seed, markup)
     pipeline.validate(raw, root / "book", parse_params({"book": {"buckets": 4}}))
     book = Book(root / "book")
     ids = sorted(s for k in range(book.n_buckets)
