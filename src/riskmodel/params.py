@@ -131,7 +131,9 @@ class TrainParams(_Strict):
     holdout_share: float = Field(default=0.2, gt=0, lt=0.5)
     embargo: bool = True
     num_threads: int = Field(default=1, ge=1)
-    monotone: dict[str, Literal[1, -1]] = {}
+    #: overrides of the feature catalogue's monotone constraints (name or glob pattern: 1,
+    #: -1, or 0 for none); the catalogue's defaults hold for every feature not named
+    monotone: dict[str, Literal[1, -1, 0]] = {}
     exclude_features: list[str] = []
     #: leave a feature out of learning when its PSI between the earliest training dates and
     #: the test dates is higher (never a ``monotone`` feature); None: no PSI check

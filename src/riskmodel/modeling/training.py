@@ -33,8 +33,8 @@ Before fitting, each feature is checked for stability across the panel's dates
 every training date, or a single value), or whose PSI between the earliest training dates and
 the test dates exceeds ``train.max_feature_psi``, is left out of learning (blank in the
 training matrix, so no tree uses it; it stays a model input, so a features file scores
-unchanged). A feature under a ``train.monotone`` constraint is never left out for drift: it is
-kept and reported.
+unchanged). A feature under a monotone constraint (the feature catalogue's default, or
+``train.monotone``) is never left out for drift: it is kept and reported.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from riskmodel.features import CATEGORICAL, ID_COLUMNS
+from riskmodel.features.catalogue import monotone_defaults
 from riskmodel.modeling.calibration import Calibrator
 from riskmodel.modeling.domain import fit_profile
 from riskmodel.modeling.evaluation import psi
@@ -322,14 +323,18 @@ def feature_spec(panel: pd.DataFrame, params: Params) -> FeatureSpec:
 
 
 def monotone_vector(spec: FeatureSpec, params: Params) -> list[int]:
-    """Constraint per feature; params keys may be names or glob patterns (``dbt_mean_*``)."""
-    out = [0] * len(spec.names)
+    """Constraint per feature: the feature catalogue's default
+    (:func:`riskmodel.features.catalogue.monotone_defaults`; 0 for a feature it does not
+    know), then ``train.monotone`` in order, whose keys may be names or glob patterns
+    (``dbt_mean_*``) and whose value (1, -1, or 0 for none) replaces the default."""
+    defaults = monotone_defaults(spec.names)
+    out = [0 if n in spec.categories else defaults[n] for n in spec.names]
     for pattern, direction in params.train.monotone.items():
         hits = [i for i, n in enumerate(spec.names) if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             raise TrainingError(f"train.monotone: {pattern!r} matches no feature")
         for i in hits:
-            if spec.names[i] in spec.categories:
+            if direction and spec.names[i] in spec.categories:
                 raise TrainingError(f"train.monotone: {spec.names[i]!r} is categorical")
             out[i] = int(direction)
     return out
@@ -363,9 +368,9 @@ def lgb_params(params: Params, monotone: list[int], y_train: np.ndarray) -> dict
     return out
 
 
-def _monotone_names(names: list[str], params: Params) -> set[str]:
-    return {n for n in names
-            if any(fnmatch.fnmatchcase(n, pat) for pat in params.train.monotone)}
+def _monotone_names(spec: FeatureSpec, params: Params) -> set[str]:
+    """The features under a monotone constraint (:func:`monotone_vector`)."""
+    return {n for n, d in zip(spec.names, monotone_vector(spec, params), strict=True) if d}
 
 
 def _psi_ready(col: pd.Series) -> pd.Series:
@@ -393,7 +398,7 @@ def feature_stability(split: Split, spec: FeatureSpec, params: Params) -> pd.Dat
     n_ref = max(len(split.dates.get("test", [])), 1)
     ref = train[train["as_of"].isin(train_dates[:n_ref])]
     missing_by_date = train[names].isna().groupby(train["as_of"]).mean()
-    mono = _monotone_names(names, params)
+    mono = _monotone_names(spec, params)
     rows = []
     for name in names:
         miss_train = float(missing_by_date[name].min()) if len(missing_by_date) else 1.0
@@ -467,6 +472,8 @@ class TrainResult:
     refit: dict[str, Any] | None = None
     #: the rows the shipped model was fitted on
     fit_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the level adjustment of the holdout model, as of the first test date
+    holdout_level: dict[str, Any] = field(default_factory=dict)
 
     def excluded_features(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
@@ -503,6 +510,7 @@ class TrainResult:
                                       self.model.booster.dump_model()["tree_info"])),
             "capacity_search": self.search,
             "refit": self.refit,
+            "holdout_level": self.holdout_level,
             "trained_at_as_of": (max(self.refit["dates"]) if self.refit else
                                  max(self.split.dates.get("train", ["?"]))),
             "notes": list(self.notes),
@@ -703,8 +711,8 @@ def crossfit_calibration(rows: _Matrices, prm: dict[str, Any], spec: FeatureSpec
     return cal, info
 
 
-def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params
-                 ) -> tuple[float, dict[str, Any]]:
+def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params,
+                 now: pd.Timestamp | None = None) -> tuple[float, dict[str, Any]]:
     """The log-odds shift that brings the model to the default level of the latest, partly
     observed windows, and what it was read from.
 
@@ -720,7 +728,10 @@ def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params
     The shift ``d`` solves ``sum (F(t_i) - F(s_i)) sigmoid(logit(p_i) + d) = observed`` and
     is shrunk by
     ``bads / (bads + calibration.recent_credibility_bads)``. Only outcomes observed by the
-    observation date count: point in time."""
+    observation date count: point in time.
+
+    With ``now`` (the holdout model: the first test date), the same is read as it stood on
+    that day: windows are observed up to ``now`` only, and only outcomes by ``now`` count."""
     cp = params.calibration
     info: dict[str, Any] = {"applied": False}
     if not cp.recent_level:
@@ -731,18 +742,21 @@ def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params
         return 0.0, info
     h = params.label.horizon_days
     live = panel[~panel["in_default"].astype(bool)]
-    labelled = live[live[TARGET].notna()]
+    if now is None:
+        observed = live["observed_days"].astype("Float64").fillna(0).to_numpy(dtype=float)
+    else:  # as it stood at ``now``: a window is observed up to ``now`` only
+        observed = np.clip((now - live["as_of"]).dt.days.to_numpy(dtype=float), 0, h)
+    labelled = live[(observed >= h) & live[TARGET].notna().to_numpy()]
     dates = sorted(labelled["as_of"].unique())[-cp.dates:]
     bads = labelled[labelled["as_of"].isin(dates) & labelled[TARGET].astype(bool)]
     timing = bads["days_to_bad"].dropna().to_numpy(dtype=float)
-    obs_days = live["observed_days"]
-    recent = live[live[TARGET].isna() & obs_days.notna()
-                  & (obs_days >= cp.recent_min_days) & (obs_days < h)]
+    partly = (observed >= cp.recent_min_days) & (observed < h)
+    recent = live[partly]
     if len(timing) < 20 or recent.empty:
         info["reason"] = (f"{len(timing)} bad outcomes to time the window by (20 needed), "
                           f"{len(recent)} rows with a partly observed window")
         return 0.0, info
-    t = recent["observed_days"].to_numpy(dtype=float)
+    t = observed[partly]
     start = np.maximum(t - cp.recent_window_days, 0.0)
     ordered = np.sort(timing)
 
@@ -815,6 +829,11 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
     scale = MasterScale(params.master_scale.upper_bounds)
     holdout = RiskModel(fit0.booster, Calibrator(params.calibration.method).fit(margin_va, va.y),
                         scale, spec, fit_profile(split.train, spec))
+    first_test = min(pd.Timestamp(d) for d in split.dates["test"])
+    hold_shift, hold_level = recent_level(holdout, panel, params, now=first_test)
+    if hold_shift:
+        holdout = RiskModel(fit0.booster, holdout.calibrator.shifted(hold_shift), scale, spec,
+                            holdout.profile)
     train_dates = split.dates.get("train", [])
     ref = sorted(set(train_dates))[:max(len(split.dates.get("test", [])), 1)]
     notes = [*split.notes, *_stability_notes(checks, params, ref)]
@@ -858,9 +877,16 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
             f"with {fit0.best} trees; calibrated on out-of-fold margins of the latest "
             f"{len(cal_info['dates'])} dates ({cal_info['folds']} buyer folds); test figures "
             "are those of the model fitted without the test dates")
+    notes.append(
+        "holdout model (the test figures): "
+        + (f"default level as of {first_test.date()} read from {hold_level['bads_seen']} bad "
+           f"outcomes against {hold_level['bads_expected']:.0f} expected, log-odds shifted by "
+           f"{hold_shift:+.3f}" if hold_level.get("applied") else
+           f"no level adjustment ({hold_level.get('reason', '')})"))
     return TrainResult(model, split, fit0.best, prm, fit0.grown, fit0.capped, checks,
                        sorted(tp.exclude_features), ref, tp.max_feature_psi, notes,
                        holdout=holdout, search=search, refit=refit_info,
+                       holdout_level=hold_level,
                        fit_rows=fit_rows)
 
 
