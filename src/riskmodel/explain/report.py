@@ -728,22 +728,29 @@ _JS = r"""
       steps.push({label: w[4] + ' other features', from: cum, v: w[3]}); cum += w[3];
     }
     steps.push({label: 'margin (log-odds)', total: true, v: w[1]});
-    var lo = 0, hi = 0;
+    // the axis spans the path from the base value to the margin (not zero: log-odds)
+    var lo = Infinity, hi = -Infinity;
     steps.forEach(function (s) {
-      var a = s.total ? 0 : s.from, b = s.total ? s.v : s.from + s.v;
+      var a = s.total ? s.v : s.from, b = s.total ? s.v : s.from + s.v;
       lo = Math.min(lo, a, b); hi = Math.max(hi, a, b);
     });
     if (hi - lo < 1e-9) { hi = lo + 1; }
+    var pad = (hi - lo) * 0.04; lo -= pad; hi += pad;
     var W = 660, left = 220, right = 70, rowH = 22, top = 8;
     var H = top + rowH * steps.length + 22;
     var sx = function (x) { return left + (x - lo) / (hi - lo) * (W - left - right); };
     var root = svg('svg', {width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, 'class': 'wf',
                            role: 'img', 'aria-label': 'waterfall of contributions'});
-    root.appendChild(svg('line', {x1: sx(0), x2: sx(0), y1: top, y2: H - 20}));
+    [w[0], w[1]].forEach(function (v) {  // the base value and the margin as guides
+      root.appendChild(svg('line', {x1: sx(v), x2: sx(v), y1: top, y2: H - 20}));
+    });
     steps.forEach(function (s, i) {
       var y = top + i * rowH;
-      var a = s.total ? 0 : s.from, b = s.total ? s.v : s.from + s.v;
-      var x0 = sx(Math.min(a, b)), x1 = sx(Math.max(a, b));
+      var x0, x1;
+      if (s.total) { x0 = sx(s.v) - 2; x1 = sx(s.v) + 2; }  // a marker at the value
+      else {
+        x0 = sx(Math.min(s.from, s.from + s.v)); x1 = sx(Math.max(s.from, s.from + s.v));
+      }
       var label = s.label.length > 34 ? s.label.slice(0, 33) + '\u2026' : s.label;
       var t = svg('text', {x: left - 6, y: y + 15, 'text-anchor': 'end'}, label);
       t.appendChild(svg('title', {}, s.label));
