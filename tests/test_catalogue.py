@@ -75,6 +75,8 @@ def test_every_engine_feature_is_in_the_catalogue(windows: tuple[int, ...],
         assert "{window}" not in info.template and "{window}" not in info.description
         assert "{value}" in info.template
         assert "{value}" not in info.missing_template and "{typical}" not in info.missing_template
+        # words for analysts: no column or params names
+        assert "_" not in info.template + info.missing_template, name
 
 
 def test_windows_of_a_concept_share_one_code_and_carry_their_window() -> None:

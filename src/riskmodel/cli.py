@@ -488,3 +488,32 @@ def report(
                f"{res.histories:,}) to {res.path} ({res.size / 1e6:.1f} MB)")
     if res.logged_run is not None:
         typer.echo(f"logged it to MLflow run {res.logged_run} (artifact report/{res.path.name})")
+
+
+@app.command()
+def explain(
+    model_dir: Annotated[Path, typer.Option(
+        "--model", help="Model directory from `riskmodel train`.")],
+    features_path: Annotated[Path, typer.Option(
+        "--features", help="Features parquet from `riskmodel features`.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder to write scores, contributions, reasons, importance and plots "
+                      "to (an earlier explain output there is replaced).")],
+    buyers: Annotated[str | None, typer.Option(
+        "--buyers", help="Comma-separated buyer ids: a waterfall plot for each.")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Reasons per buyer.")] = 4,
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"],
+        help="The as-of date to explain (default: the latest of the features file).")] = None,
+) -> None:
+    """Score the buyers of one as-of date and explain each PD: contributions, reasons in
+    words, importance and plots."""
+    from riskmodel import pipeline
+
+    ids = [b.strip() for b in buyers.split(",") if b.strip()] if buyers else None
+    with _stage() as tick:
+        res = pipeline.explain(model_dir, features_path, out, buyers=ids, top=top,
+                               as_of=_date(as_of), progress=tick)
+    took = ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items())
+    typer.echo(f"explained {res.rows:,} buyers at {res.as_of} ({res.reasons:,} reasons; "
+               f"{took}); wrote {len(res.files)} files to {res.out}")

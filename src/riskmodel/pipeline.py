@@ -974,3 +974,161 @@ def report(
         raise PipelineError(str(exc)) from exc
     return ReportResult(rep.path, rep.buyers, rep.histories, rep.as_of, rep.previous,
                         rep.size, log_run_id)
+
+
+# --------------------------------------------------------------------------- explain
+
+#: the files ``explain`` writes (besides one ``waterfall_<buyer>.png`` per buyer asked for)
+EXPLAIN_FILES = ("scores.parquet", "contributions.parquet", "reasons.parquet",
+                 "importance.csv", "summary.png", "dependence.png")
+
+
+@dataclass
+class ExplainResult:
+    out: Path
+    as_of: dt.date
+    rows: int
+    reasons: int
+    files: list[Path]
+    #: seconds spent: scoring, contributions, reasons, writing the files and plots
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _safe_name(buyer_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in buyer_id)
+
+
+def explain(
+    model_dir: str | Path,
+    features_path: str | Path,
+    out: str | Path,
+    *,
+    buyers: Sequence[str] | None = None,
+    top: int = 4,
+    as_of: dt.date | None = None,
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Score and explain every buyer of one as-of date of a features file (the latest, or
+    ``as_of``) with the model of a ``riskmodel train`` output, and write into the folder
+    ``out``: ``scores.parquet`` (buyer_id, as_of, status, pd, grade, margin),
+    ``contributions.parquet`` (buyer_id, as_of, base_value, margin, one column per model
+    feature: log-odds of the uncalibrated model, base_value + the features = margin),
+    ``reasons.parquet`` (buyer_id, as_of, rank, code, feature, value, typical, text: up to
+    ``top`` reasons per buyer, :func:`riskmodel.explain.reasons.reason_codes`),
+    ``importance.csv`` (mean absolute contribution per feature and per concept),
+    ``summary.png`` and ``dependence.png`` (the top features), and ``waterfall_<id>.png``
+    for each of ``buyers``. The typical values are the medians over the live buyers of the
+    date. The files are written to a folder beside ``out`` and moved into it at the end,
+    each replacing the file of the same name (and the waterfalls of an earlier run are
+    removed); other files in ``out`` are left alone."""
+    import time
+
+    from riskmodel.explain.contributions import contributions_frame
+    from riskmodel.explain.plots import dependence, summary, waterfall
+    from riskmodel.explain.reasons import importance, reason_codes, typical_values
+    from riskmodel.features.catalogue import lookup
+    from riskmodel.modeling.model import FeatureMismatchError, load_model_dir
+
+    if top < 1:
+        raise PipelineError(f"--top must be at least 1, got {top}")
+    out = output_folder(out, "--out")
+    try:
+        model = load_model_dir(model_dir)
+    except FileNotFoundError as exc:
+        raise PipelineError(str(exc)) from exc
+    unknown = [n for n in model.spec.names if lookup(n) is None]
+    if unknown:
+        raise PipelineError(f"{model_dir}: the model has features the feature catalogue does "
+                            f"not describe {unknown[:5]}: it cannot be explained in words")
+    try:
+        table = pq.read_table(features_path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PipelineError(f"{features_path}: cannot read features: {exc}") from exc
+    _need(table, features_path, "features", ("buyer_id", "as_of", "status"),
+          "riskmodel features")
+    lacking = [n for n in model.spec.names if n not in table.column_names]
+    if lacking:
+        raise PipelineError(
+            f"{features_path}: lacks {len(lacking)} of the model's features (first: "
+            f"{', '.join(lacking[:5])}): make the features with the params the model was "
+            "trained with (features.windows, a dispute_date column)")
+    dates = sorted(set(pa.compute.unique(table["as_of"]).to_pylist()))
+    if not dates:
+        raise PipelineError(f"{features_path}: no rows")
+    when = as_of if as_of is not None else dates[-1]
+    if when not in dates:
+        shown = ", ".join(d.isoformat() for d in dates[-5:])
+        raise PipelineError(f"--as-of {when}: not a date of {features_path} (its latest "
+                            f"dates: {shown})")
+    table = table.filter(pa.compute.equal(table["as_of"], pa.scalar(when, pa.date32())))
+    frame = read_features_table(table)
+    frame = frame[["buyer_id", "as_of", "status", *model.spec.names]].reset_index(drop=True)
+    wanted = list(dict.fromkeys(buyers or []))
+    known = set(frame["buyer_id"])
+    missing = [b for b in wanted if b not in known]
+    if missing:
+        raise PipelineError(f"{len(missing)} buyer id(s) not in {features_path} at {when} "
+                            f"(first: {missing[0]!r})")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        pred = model.predict(frame)
+    except FeatureMismatchError as exc:
+        raise PipelineError(f"{features_path}: {exc}") from exc
+    seconds["score"] = time.perf_counter() - t0
+    _tick(progress, "explain", 1, 4)
+    t0 = time.perf_counter()
+    contrib = contributions_frame(model, frame)
+    seconds["contributions"] = time.perf_counter() - t0
+    _tick(progress, "explain", 2, 4)
+    t0 = time.perf_counter()
+    typical = typical_values(frame, model.spec.names)
+    reasons = reason_codes(contrib, frame, typical, top=top)
+    seconds["reasons"] = time.perf_counter() - t0
+    _tick(progress, "explain", 3, 4)
+    t0 = time.perf_counter()
+    ids = frame[["buyer_id", "as_of"]]
+    scores = pd.concat([frame[["buyer_id", "as_of", "status"]], pred[["pd", "grade", "margin"]]],
+                       axis=1)
+    contrib_out = pd.concat([ids, contrib[["base_value", "margin", *model.spec.names]]], axis=1)
+    live = frame["status"].astype("str").ne("in_default").to_numpy()
+    imp = importance(contrib[live] if live.any() else contrib)
+    feat_imp = imp[imp["level"] == "feature"]
+    top_features = feat_imp["name"].head(12).tolist()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        new = staging / "explain"
+        new.mkdir()
+        scores.to_parquet(new / "scores.parquet", index=False)
+        contrib_out.to_parquet(new / "contributions.parquet", index=False)
+        reasons.to_parquet(new / "reasons.parquet", index=False)
+        imp.to_csv(new / "importance.csv", index=False)
+        summary(contrib[live], frame[live], top_features, new / "summary.png")
+        dependence(contrib[live], frame[live], top_features[:4], new / "dependence.png")
+        names = []
+        for b in wanted:
+            i = int(np.flatnonzero(frame["buyer_id"].to_numpy() == b)[0])
+            name = f"waterfall_{_safe_name(b)}.png"
+            title = (f"{b} at {when}: PD {pred['pd'].iloc[i]:.2%}, grade "
+                     f"{pred['grade'].iloc[i]}")
+            waterfall(contrib.iloc[i], title, new / name)
+            names.append(name)
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("waterfall_*.png"):
+            old.unlink()
+        for name in (*EXPLAIN_FILES, *names):
+            os.replace(new / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds["write"] = time.perf_counter() - t0
+    _tick(progress, "explain", 4, 4)
+    files = [out / f for f in (*EXPLAIN_FILES, *names)]
+    return ExplainResult(out, when, len(frame), len(reasons), files, seconds)
+
+
+def read_features_table(table: pa.Table) -> pd.DataFrame:
+    """A features table (as read from a features file) as pandas, as :func:`read_features`."""
+    from riskmodel.features.engine import features_to_pandas
+
+    return features_to_pandas(table)

@@ -178,8 +178,8 @@ def _cycle(group: str) -> list[Concept]:
     who, buyers = _WHERE[group]
     fam = "cycle"
     typ = None if group == "portfolio" else TYPICAL  # the same for every buyer of the book
-    missing = (f"The credit cycle of {who} is not known (fewer buyers than "
-               "features.cycle_min_buyers, or no group)")
+    missing = (f"The credit cycle of {who} is not known (too few buyers in the group, or "
+               "no group)")
     return [
         Concept(f"cycle_{group}_overdue30_share", f"overdue share of {who}", fam, "share",
                 "share", 1, 1,
