@@ -294,3 +294,24 @@ def params_with_calibration(**calibration: Any) -> Params:
     base = params()
     return base.model_copy(update={"calibration": base.calibration.model_copy(
         update=calibration)})
+
+
+def test_holdout_level_reads_only_what_was_known_at_the_first_test_date() -> None:
+    """The holdout model's level is read as of its first test date: outcomes after that day
+    (here: every bad outcome dated later is moved or removed) change nothing."""
+    f, lab = level_panel(2.0, seed=12)
+    res = train_model(f, lab, params())
+    first_test = min(pd.Timestamp(d) for d in res.split.dates["test"])
+    info = res.holdout_level
+    assert info["applied"]
+    assert all(pd.Timestamp(d) < first_test for d in info["dates"])
+    age = (first_test - lab["as_of"]).dt.days
+    later = lab["days_to_bad"].astype("Float64") > age  # first bad after the first test date
+    assert later.sum() > 100
+    changed = lab.copy()
+    changed.loc[later.fillna(False).to_numpy(dtype=bool), "days_to_bad"] = pd.NA
+    again = train_model(f, changed, params())
+    assert again.holdout_level == info
+    # while the shipped model's level, read at the data's end, does see them
+    assert again.refit["calibration"]["recent_level"] != res.refit["calibration"][
+        "recent_level"]
