@@ -134,6 +134,9 @@ def waterfall(row: pd.Series, title: str, path: Path, max_bars: int = 12) -> Pat
         ax.text(start + step, y, f" {step:+.3f}", va="center",
                 ha="left" if step >= 0 else "right", fontsize=8)
         start += step
+    ends = np.concatenate([[base], base + np.cumsum(steps)])
+    pad = 0.15 * max(float(ends.max() - ends.min()), 0.1)
+    ax.set_xlim(float(ends.min()) - pad, float(ends.max()) + pad)
     ax.axvline(base, c="grey", lw=0.8, ls="--")
     ax.axvline(float(row["margin"]), c="black", lw=0.8)
     ax.set_yticks(range(len(steps), 0, -1), labels)
