@@ -124,6 +124,15 @@ def _stage() -> Iterator[Callable[[str, int, int], None]]:
             raise _fail(str(exc), 1) from exc
         except (ContractError, ParamsError, PipelineError, BookError) as exc:
             raise _fail(str(exc), 2) from exc
+        except OSError as exc:  # a path that cannot be read or written
+            raise _fail(_os_message(exc), 2) from exc
+
+
+def _os_message(exc: OSError) -> str:
+    """An operating-system error in the words of a path and what went wrong."""
+    where = exc.filename if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}" if where else what
 
 
 @app.command()
@@ -213,7 +222,10 @@ def synth(
         )
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc
-    stats = write_world(cfg, out, progress=True)
+    try:
+        stats = write_world(cfg, out, progress=True)
+    except OSError as exc:
+        raise _fail(_os_message(exc), 2) from exc
     typer.echo(
         f"wrote {stats['buyers']:,} buyers, {stats['invoices']:,} invoices, "
         f"{stats['events']:,} events, {stats['truth']:,} truth rows to {out}"
@@ -268,8 +280,8 @@ def labels(
                                               observed_until=_date(observed_until),
                                               progress=tick) as book:
         res = pipeline.labels(book, out, prm, dates=dates, progress=tick)
-    typer.echo(f"wrote {res.rows:,} rows ({res.labelled:,} labelled, bad rate "
-               f"{res.bad_rate:.2%}) to {res.path}")
+    rate = f"bad rate {res.bad_rate:.2%}" if res.labelled else "no outcome window observed yet"
+    typer.echo(f"wrote {res.rows:,} rows ({res.labelled:,} labelled, {rate}) to {res.path}")
 
 
 @app.command()
@@ -294,8 +306,16 @@ def train(
                              labels_path=labels_path, register=register,
                              project_dir=_project_dir(params), progress=tick)
     meta = res.metadata
-    typer.echo(f"trained on {meta['split']['train']['rows']:,} rows ({meta['split']['kind']}),"
-               f" {meta['best_iteration']} trees, {meta['n_leaves_total']} leaves -> {out}")
+    refit = meta.get("refit")
+    if refit:
+        typer.echo(f"trained on {refit['rows']:,} rows of {len(refit['dates'])} labelled as-of "
+                   f"dates (refit; the holdout model behind the test figures: "
+                   f"{meta['split']['train']['rows']:,} rows, {meta['split']['kind']}), "
+                   f"{meta['best_iteration']} trees, {meta['n_leaves_total']} leaves -> {out}")
+    else:
+        typer.echo(f"trained on {meta['split']['train']['rows']:,} rows "
+                   f"({meta['split']['kind']}), {meta['best_iteration']} trees, "
+                   f"{meta['n_leaves_total']} leaves -> {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")
     left_out = [e["feature"] for e in meta.get("excluded_features", [])]
@@ -304,7 +324,8 @@ def train(
                    "(see excluded_features in training.json)")
     if meta.get("hit_tree_cap"):
         typer.secho("warning: boosting stopped at train.n_estimators, not by early stopping: "
-                    "the model may be under-fit (raise n_estimators or learning_rate)",
+                    "the model may be under-fit (raise train.n_estimators; the learning "
+                    "rate was already doubled up to three times)",
                     err=True, fg=typer.colors.YELLOW)
     reg = res.registered
     if reg is not None:

@@ -674,7 +674,7 @@ def evaluate(
                         oracle, params.evaluate.asset_correlation)
     domain = None
     if model.profile is not None:
-        domain = check_domain(model.profile, split.test, features=judged)
+        domain = check_domain(model.profile, split.test, features=domain_features(judged))
         ev.metrics["domain_warnings"] = float(len(domain))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
@@ -812,7 +812,11 @@ def backtest(
         try:
             result = train_model(feats, labs, params)
         except TrainingError as exc:
-            raise PipelineError(f"cut {cut}: {exc}") from exc
+            raise PipelineError(
+                f"cut {cut}: the book as it stood that day cannot be trained on: {exc}. The "
+                f"backtest cuts the book at each of the last {len(chosen)} snapshot date(s) "
+                "whose outcome window is observed and trains on what was known then: use "
+                "fewer cuts (--cuts, backtest.cuts) or a book with more history") from exc
         at = pd.Timestamp(cut)
         live = feats[(feats["as_of"] == at) & (feats["status"] == "active")]
         pred = result.model.predict(live)
@@ -823,8 +827,8 @@ def backtest(
         elif domain is not None:
             left_out = {e["feature"] for e in result.metadata().get("excluded_features", [])}
             domain[cut.isoformat()] = check_domain(
-                result.model.profile, live,
-                features=[n for n in result.model.spec.names if n not in left_out])
+                result.model.profile, live, features=domain_features(
+                    [n for n in result.model.spec.names if n not in left_out]))
         judged = scored.merge(_outcomes(book, cut, params)[["buyer_id", "bad"]],
                               on="buyer_id", how="left", validate="one_to_one")
         judged = judged[judged["bad"].notna()]
@@ -887,9 +891,22 @@ def _truth_path(given: str | Path | None, params: Params) -> tuple[Path | None, 
     return None, ""
 
 
+def domain_features(names: Sequence[str]) -> list[str]:
+    """The features whose distribution the domain check compares: not the cycle features,
+    which hold one value per group and date, so that any new date differs from the
+    training dates by construction (the model is meant to meet new cycle values)."""
+    from riskmodel.features import cycle_names
+
+    cycle = set(cycle_names())
+    return [n for n in names if n not in cycle]
+
+
 def _read_truth(path: str | Path, source: str = "--truth") -> pd.DataFrame:
     """``buyer_id``, ``as_of`` and ``pd_true`` of a synthetic world's truth file, named by
     ``source`` (``--truth`` or the params key ``evaluate.truth``)."""
+    if Path(path).is_dir():
+        raise PipelineError(f"{source}: {path} is a folder; name the truth.parquet file of "
+                            "a synthetic world")
     if not Path(path).is_file():
         if source == "evaluate.truth":
             raise PipelineError(
@@ -897,6 +914,15 @@ def _read_truth(path: str | Path, source: str = "--truth") -> pd.DataFrame:
                 "truth file; for real data set evaluate.truth: null in params)")
         raise PipelineError(f"{path}: no such file ({source} is the truth.parquet of a "
                             "synthetic world)")
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise PipelineError(f"{path}: not a readable Parquet file ({source}): {exc}") from exc
+    missing = [c for c in ("buyer_id", "as_of", "pd_true") if c not in names]
+    if missing:
+        raise PipelineError(f"{path}: not a truth file ({source}): no column(s) "
+                            f"{', '.join(missing)} (a synthetic world's truth.parquet has "
+                            "buyer_id, as_of, pd_true)")
     try:
         t = pd.read_parquet(path, columns=["buyer_id", "as_of", "pd_true"])
     except (OSError, ValueError, pa.ArrowException) as exc:

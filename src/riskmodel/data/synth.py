@@ -139,7 +139,7 @@ class SynthConfig:
                 raise ValueError(f"--shock {spec}: date {sh.date} is outside "
                                  f"({self.start}, {self.end}] (after --start, up to --end)")
             if not (np.isfinite(sh.size) and sh.size > 0):
-                raise ValueError(f"--shock {spec}: size {sh.size:g} must be a positive number")
+                raise ValueError(f"--shock {spec}: size {sh.size:g} must be a positive, finite number")
 
     @property
     def n_days(self) -> int:

@@ -438,10 +438,11 @@ def _stability_notes(checks: pd.DataFrame, params: Params, ref: list[str]) -> li
         elif r.reason == "psi":
             notes.append(f"left out {r.feature}: PSI {r.psi:.2f} between the training dates "
                          f"{', '.join(ref)} and the test dates (train.max_feature_psi {limit})")
-        elif r.drift_kept:
-            notes.append(f"kept {r.feature} although its PSI {r.psi:.2f} exceeds "
-                         f"train.max_feature_psi {limit}: it is a train.monotone feature "
-                         "(list it in train.exclude_features to leave it out)")
+    kept = [f"{r.feature} ({r.psi:.2f})" for r in checks.itertuples() if r.drift_kept]
+    if kept:
+        notes.append(f"kept {len(kept)} train.monotone feature(s) although their PSI exceeds "
+                     f"train.max_feature_psi {limit} (list one in train.exclude_features to "
+                     f"leave it out): {', '.join(kept)}")
     return notes
 
 
@@ -838,6 +839,15 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
     ref = sorted(set(train_dates))[:max(len(split.dates.get("test", [])), 1)]
     notes = [*split.notes, *_stability_notes(checks, params, ref)]
     tp = params.train
+    ct = chosen.train
+    win_row = search[win]
+    notes.append(
+        f"capacity: {ct.num_leaves} leaves, depth {ct.max_depth}, min_child_samples "
+        f"{ct.min_child_samples}, learning rate {fit0.learning_rate:g} (candidate {win + 1} of "
+        f"{len(search)} in train.search; mean walk-forward AUC {win_row['mean_auc']:.4f} over "
+        f"{len(folds)} fold(s), best {max(r['mean_auc'] for r in search):.4f}; the cheapest to "
+        f"explain within train.search_tolerance {tp.search_tolerance}; capacity_search in "
+        "training.json)")
     if fit0.learning_rate != chosen.train.learning_rate:
         notes.append(
             f"learning rate {fit0.learning_rate:g} instead of {chosen.train.learning_rate:g}: "
