@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from riskmodel.features import FeatureConfig, build_features
-from riskmodel.modeling.model import FILES, load_model_dir
+from riskmodel.modeling.model import FILES, OPTIONAL_FILES, load_model_dir
 from riskmodel.modeling.training import train_model
 from training_helpers import World, fast_params, world, write_params
 
@@ -42,9 +42,10 @@ def test_two_trainings_are_bitwise_identical(w: World, tmp_path: Path) -> None:
     assert a.best_iteration == b.best_iteration
 
     ha, hb = a.model.save(tmp_path / "a"), b.model.save(tmp_path / "b")
-    assert set(ha) == set(FILES)
+    files = {**FILES, "profile": OPTIONAL_FILES["profile"]}  # with its domain profile
+    assert set(ha) == set(files)
     assert ha == hb
-    for key, name in FILES.items():  # the hashes are the files' SHA-256
+    for key, name in files.items():  # the hashes are the files' SHA-256
         assert ha[key] == sha256(tmp_path / "a" / name)
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 

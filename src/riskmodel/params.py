@@ -154,7 +154,7 @@ class CalibrationParams(_Strict):
     method: Literal["isotonic", "platt"] = "platt"
     #: the refit model is calibrated on out-of-fold margins of the latest ``dates`` labelled
     #: as-of dates, from ``crossfit_folds`` models that each leave a fold of buyers out
-    crossfit_folds: int = Field(default=5, ge=2)
+    crossfit_folds: int = Field(default=3, ge=2)
     dates: int = Field(default=4, ge=1)
     #: read the current default level from the latest as-of dates whose outcome window is
     #: partly observed (at least ``recent_min_days``), and shift the refit model's log-odds

@@ -605,10 +605,20 @@ def _fit_early(prm: dict[str, Any], tr: _Matrices, va: _Matrices, spec: FeatureS
                 float(roc_auc_score(va.y, margin)))
 
 
-def _fit_fixed(prm: dict[str, Any], tr: _Matrices, spec: FeatureSpec, trees: int
-               ) -> lgb.Booster:
-    booster = lgb.train(prm, _dataset(tr, spec), num_boost_round=trees)
+def _fit_fixed(prm: dict[str, Any], tr: _Matrices | lgb.Dataset, spec: FeatureSpec,
+               trees: int) -> lgb.Booster:
+    """``trees`` rounds on ``tr`` (matrices, or a constructed Dataset or subset of one)."""
+    data = tr if isinstance(tr, lgb.Dataset) else _dataset(tr, spec)
+    booster = lgb.train(prm, data, num_boost_round=trees)
     return lgb.Booster(model_str=booster.model_to_string())
+
+
+def _binned(rows: _Matrices, spec: FeatureSpec, prm: dict[str, Any]) -> lgb.Dataset:
+    """``rows`` binned once by LightGBM, so that the refit and the cross-fitting folds
+    train on it and on subsets of it (no copy of the feature matrix per fold)."""
+    cat_idx = [spec.names.index(c) for c in spec.categories]
+    return lgb.Dataset(rows.x, rows.y, feature_name=spec.names, categorical_feature=cat_idx,
+                       params=prm, free_raw_data=False).construct()
 
 
 def search_folds(split: Split, panel: pd.DataFrame, params: Params
@@ -685,7 +695,8 @@ def capacity_search(folds: list[tuple[_Matrices, _Matrices]], spec: FeatureSpec,
 
 
 def crossfit_calibration(rows: _Matrices, prm: dict[str, Any], spec: FeatureSpec,
-                         trees: int, params: Params) -> tuple[Calibrator, dict[str, Any]]:
+                         trees: int, params: Params, binned: lgb.Dataset | None = None
+                         ) -> tuple[Calibrator, dict[str, Any]]:
     """A calibrator for a model fitted on all of ``rows``: out-of-fold margins of the rows on
     the latest ``calibration.dates`` as-of dates, each from a model fitted (same parameters
     and trees) on every row of the other buyers (``calibration.crossfit_folds`` folds by a
@@ -694,14 +705,14 @@ def crossfit_calibration(rows: _Matrices, prm: dict[str, Any], spec: FeatureSpec
     dates = sorted(pd.Timestamp(d) for d in rows.rows["as_of"].unique())[-cp.dates:]
     fold = np.floor(_buyer_unit(rows.rows) * cp.crossfit_folds).astype(int)
     on_dates = rows.rows["as_of"].isin(dates).to_numpy()
+    full = binned if binned is not None else _binned(rows, spec, prm)
     margins, ys = [], []
     for k in range(cp.crossfit_folds):
         keep = fold != k
         target = (fold == k) & on_dates
         if not target.any():
             continue
-        sub = _Matrices(rows.x[keep], rows.y[keep], rows.rows.iloc[np.flatnonzero(keep)])
-        booster = _fit_fixed(prm, sub, spec, trees)
+        booster = _fit_fixed(prm, full.subset(np.flatnonzero(keep).tolist()), spec, trees)
         margins.append(np.asarray(booster.predict(rows.x[target], raw_score=True),
                                   dtype=np.float64))
         ys.append(rows.y[target])
@@ -864,8 +875,9 @@ def train_model(features: pd.DataFrame, labels: pd.DataFrame, params: Params) ->
         everything = panel.loc[trainable(panel)].reset_index(drop=True)
         allm = _matrices(everything, spec, left_out)
         prm_all = {**lgb_params(chosen, mono, allm.y), "learning_rate": fit0.learning_rate}
-        cal, cal_info = crossfit_calibration(allm, prm_all, spec, fit0.best, params)
-        booster = _fit_fixed(prm_all, allm, spec, fit0.best)
+        binned = _binned(allm, spec, prm_all)
+        cal, cal_info = crossfit_calibration(allm, prm_all, spec, fit0.best, params, binned)
+        booster = _fit_fixed(prm_all, binned, spec, fit0.best)
         model = RiskModel(booster, cal, scale, spec, fit_profile(everything, spec))
         shift, level_info = recent_level(model, panel, params)
         cal_info["recent_level"] = level_info
