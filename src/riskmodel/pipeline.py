@@ -850,7 +850,9 @@ def backtest(
                    refit_rows=(meta["refit"] or {}).get("rows", 0),
                    trees=meta["best_iteration"], num_leaves=chosen_cap.get("num_leaves"),
                    max_depth=chosen_cap.get("max_depth"), split_kind=meta["split"]["kind"],
-                   features_left_out=len(meta["excluded_features"]))
+                   features_left_out=len(meta["excluded_features"]),
+                   level_shift=((meta["refit"] or {}).get("calibration", {})
+                                .get("recent_level", {}).get("shift", 0.0)))
         rows.append(fig)
         dec = decile_table(judged["bad"].astype(float).to_numpy(), judged["pd"].to_numpy(),
                            pd_true)

@@ -20,7 +20,7 @@ from riskmodel.modeling.evaluation import discrimination, ece
 COLUMNS = ("cut", "buyers", "bads", "bad_rate", "mean_pd", "pd_to_observed", "auc", "ece",
            "oracle_auc", "auc_to_oracle", "mean_pd_true", "pd_to_true", "oracle_ece",
            "ece_excess", "decile_worst_pd_to_true", "train_rows", "refit_rows", "trees",
-           "num_leaves", "max_depth", "split_kind", "features_left_out")
+           "num_leaves", "max_depth", "split_kind", "features_left_out", "level_shift")
 #: deciles of the model's PD in the per-decile table
 DECILES = 10
 
