@@ -819,7 +819,7 @@ def backtest(
                 "fewer cuts (--cuts, backtest.cuts) or a book with more history") from exc
         at = pd.Timestamp(cut)
         live = feats[(feats["as_of"] == at) & (feats["status"] == "active")]
-        pred = result.model.predict(live)
+        pred = result.model.predict(live[["status", *result.model.spec.names]])
         scored = live[["buyer_id", "industry"]].assign(pd=pred["pd"].to_numpy(),
                                                        grade=pred["grade"].to_numpy())
         if result.model.profile is None:

@@ -778,8 +778,7 @@ def recent_level(model: RiskModel, panel: pd.DataFrame, params: Params,
     share = cdf(t) - cdf(start)  # of a window's bads, the share in its latest stretch
     first = recent["days_to_bad"].to_numpy(dtype=float, na_value=np.nan)
     seen = float(np.sum((first > start) & (first <= t)))
-    p = model.predict(recent[[c for c in recent.columns
-                              if c not in ("in_default", TARGET, *RECENT_COLUMNS)]])["pd"]
+    p = model.predict(recent[["status", *model.spec.names]])["pd"]
     logit = np.log(p.to_numpy() / (1 - p.to_numpy()))
 
     def expected(d: float) -> float:
