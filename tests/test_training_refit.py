@@ -315,3 +315,11 @@ def test_holdout_level_reads_only_what_was_known_at_the_first_test_date() -> Non
     # while the shipped model's level, read at the data's end, does see them
     assert again.refit["calibration"]["recent_level"] != res.refit["calibration"][
         "recent_level"]
+
+
+def test_excluded_features_do_not_stop_the_level_reading() -> None:
+    f, lab = level_panel(2.0, seed=13)
+    res = train_model(f, lab, params(exclude_features=["x2"]))
+    assert res.model.spec.names == ["x1"]
+    assert res.refit["calibration"]["recent_level"]["applied"]
+    assert res.holdout_level["applied"]
