@@ -67,7 +67,7 @@ def test_windows_are_grouped_ranked_and_only_risk_raising_reasons_kept() -> None
 def test_a_group_that_nets_out_negative_is_no_reason_and_the_lead_is_the_largest() -> None:
     feats, contrib = frames([
         {"id": "B1", "f": FULL, "c": {"dbt_mean_90": 0.3, "dbt_mean_365": -0.4,
-                                      "late_share_0_90": 0.01}},
+                                      "late_share_0_90": 0.02}},
         {"id": "B2", "f": FULL, "c": {"dbt_mean_90": 0.1, "dbt_mean_365": 0.4}},
     ])
     out = reason_codes(contrib, feats, TYPICAL)
@@ -79,6 +79,14 @@ def test_a_group_that_nets_out_negative_is_no_reason_and_the_lead_is_the_largest
     assert (b2["code"], b2["feature"]) == ("R01", "dbt_mean_365")
     assert b2["text"] == ("Paid on average 8 days late over the last 365 days (portfolio "
                           "median: 2 days late).")
+
+
+def test_a_push_too_small_to_act_on_is_no_reason() -> None:
+    feats, contrib = frames([{"id": "B1", "f": FULL, "c": {"dbt_mean_90": 0.009}},
+                             {"id": "B2", "f": FULL, "c": {"dbt_mean_90": 0.011}}])
+    out = reason_codes(contrib, feats, TYPICAL)
+    assert out["buyer_id"].tolist() == ["B2"]
+    assert len(reason_codes(contrib, feats, TYPICAL, min_contribution=0.0)) == 2
 
 
 def test_no_reason_without_a_positive_contribution() -> None:

@@ -46,6 +46,11 @@ MAX_MISSING_PAYMENT = 0.5
 # --------------------------------------------------------------------------- values in words
 
 
+#: a concept must raise the log-odds by more than this to be a reason (0.01: about 1% on the
+#: odds of default); smaller pushes are noise an analyst should not be asked to act on
+MIN_CONTRIBUTION = 0.01
+
+
 def _plural(n: float, word: str) -> str:
     return f"{n:,.0f} {word}{'' if abs(n) == 1 else 's'}"
 
@@ -182,13 +187,15 @@ def reason_codes(
     top: int = DEFAULT_TOP,
     min_history_days: float = MIN_HISTORY_DAYS,
     max_missing_payment: float = MAX_MISSING_PAYMENT,
+    min_contribution: float = MIN_CONTRIBUTION,
 ) -> pd.DataFrame:
     """Up to ``top`` reasons per row (see the module's docstring), one output row each:
     ``buyer_id`` and ``as_of`` (when ``features`` has them), ``rank`` (1 = the strongest),
     ``code``, ``feature`` (the feature whose value is quoted; null for ``in_default``),
     ``value`` and ``typical`` (float, in the feature's own unit; NaN for a category or a
     missing value) and ``text``. Rows ordered as the input, then by rank; a row whose
-    contributions raise the risk nowhere has no reason."""
+    contributions raise the risk nowhere has no reason; a concept must raise the log-odds
+    by more than ``min_contribution`` to be one."""
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     if len(contributions) != len(features):
@@ -218,7 +225,7 @@ def reason_codes(
     short &= ~in_default
     allowed = np.where(in_default, 0, np.where(short, top - 1, top))
 
-    score = np.where(summed > 0, summed, -np.inf)
+    score = np.where(summed > min_contribution, summed, -np.inf)
     k = min(top, q)
     part = (np.argpartition(-score, k - 1, axis=1)[:, :k] if k < q
             else np.tile(np.arange(q), (n, 1)))
