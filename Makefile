@@ -44,10 +44,11 @@ browser:
 	  fi; \
 	fi
 
+# the notebooks run top to bottom in a fresh kernel (nbmake), in the same pytest run as tests/
 test: $(VENV)/.dev-installed browser
-	$(BIN)/ruff check src tests bench pipelines
+	$(BIN)/ruff check src tests bench pipelines notebooks
 	$(BIN)/mypy src/riskmodel
-	$(BIN)/pytest
+	$(BIN)/pytest --nbmake tests notebooks
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run_all.py
