@@ -88,7 +88,8 @@ def test_pipeline_writes_every_file(raw: Path, workdir: Path) -> None:
     res = cli("labels", book, "--params", params, "--out", labs)
     assert res.exit_code == 0, res.output
     lab = read_labels(workdir / labs)
-    assert list(lab.columns) == ["buyer_id", "as_of", "in_default", "bad"]
+    assert list(lab.columns) == ["buyer_id", "as_of", "in_default", "bad", "observed_days",
+                                 "days_to_bad"]
     assert len(lab) == len(frame)
     labelled = lab[lab["bad"].notna()]
     assert labelled["as_of"].max() == pd.Timestamp("2022-12-31")

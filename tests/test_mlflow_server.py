@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from riskmodel.cli import app
 from riskmodel.modeling.model import RiskModel, load_model_dir
-from riskmodel.modeling.training import build_panel, split_panel
+from riskmodel.modeling.training import build_panel, load_holdout, split_panel
 from riskmodel.pipeline import read_features, read_labels
 from riskmodel.provenance import fingerprint
 from riskmodel.registry import promote
@@ -435,8 +435,9 @@ def test_failing_gate_keeps_the_champion(
     panel = build_panel(read_features(pipeline.work / "features.parquet"),
                         read_labels(pipeline.work / "labels.parquet"))
     test = split_panel(panel, prm).test
-    champ_auc = _auc(load_model_dir(pipeline.work / "model"), test)
-    chal_auc = _auc(load_model_dir(pipeline.work / "model2"), test)
+    # the holdout models: the shipped ones are refit on every labelled date, test included
+    champ_auc = _auc(load_holdout(pipeline.work / "model"), test)
+    chal_auc = _auc(load_holdout(pipeline.work / "model2"), test)
     assert champ_auc != chal_auc  # two different models
     assert decision["comparison"] == {"challenger_auc": pytest.approx(chal_auc, abs=1e-12),
                                       "champion_auc": pytest.approx(champ_auc, abs=1e-12),

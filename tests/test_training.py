@@ -455,12 +455,14 @@ def test_save_and_load_give_the_same_predictions(
     tmp_path, model: RiskModel, sample: pd.DataFrame
 ) -> None:
     hashes = model.save(tmp_path / "m")
-    assert set(hashes) == {"booster", "calibration", "master_scale", "features"}
+    assert set(hashes) == {"booster", "calibration", "master_scale", "features", "profile"}
     loaded = RiskModel.load(tmp_path / "m")
     a, b = model.predict(sample), loaded.predict(sample)
     assert np.array_equal(a["pd"].to_numpy(), b["pd"].to_numpy())
     assert np.array_equal(a["margin"].to_numpy(), b["margin"].to_numpy())
     assert loaded.spec == model.spec
+    assert loaded.profile is not None and model.profile is not None
+    assert loaded.profile.to_dict() == model.profile.to_dict()
 
 
 # --------------------------------------------------------------------------- feature stability

@@ -587,6 +587,7 @@ def train(
             experiment=params.registry.experiment,
             model_name=params.registry.model_name,
             project_dir=project_dir,
+            holdout=result.holdout if result.refit is not None else None,
         )
         write_registration(out, reg)
         _tick(progress, "train", 4, steps)

@@ -329,10 +329,11 @@ def log_training(
     model_name: str,
     *,
     project_dir: str | Path | None = None,
+    holdout: RiskModel | None = None,
 ) -> Registered:
     """Log one MLflow run (params, metrics, tags, JSON artifacts, the pyfunc model under
-    ``model/``), register the model under ``model_name`` with the tag :data:`HASH_TAG`, and
-    point the alias ``challenger`` at it.
+    ``model/``, with its ``holdout`` model beside it), register the model under
+    ``model_name`` with the tag :data:`HASH_TAG`, and point the alias ``challenger`` at it.
 
     If the model files are identical to the latest registered version's (same
     :data:`HASH_TAG`), nothing is logged or registered: the alias ``challenger`` is moved to
@@ -341,7 +342,7 @@ def log_training(
     client = store.client()
     with tempfile.TemporaryDirectory() as tmp:
         pyfunc_dir = Path(tmp) / "model"
-        _write_pyfunc(model, pyfunc_dir, {})
+        _write_pyfunc(model, pyfunc_dir, {}, holdout)
         digest = content_hash(pyfunc_dir / "artifacts" / ARTIFACT_KEY)
 
         latest = _latest_version(client, model_name)
