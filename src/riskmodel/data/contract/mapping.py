@@ -96,7 +96,12 @@ def load_mapping(path: str | Path) -> Mapping:
     try:
         return Mapping.model_validate(raw)
     except ValidationError as exc:
-        raise ContractError(str(path), "invalid mapping", str(exc).replace("\n", "; ")) from exc
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if isinstance(e.get("input"), str | int | float)
+               and e["type"] != "missing" else "")
+            for e in exc.errors())
+        raise ContractError(str(path), "invalid mapping", problems) from exc
 
 
 def apply_mapping(frame: pd.DataFrame, table: str, tm: TableMapping, source: str) -> pd.DataFrame:
