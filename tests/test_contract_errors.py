@@ -234,8 +234,9 @@ def test_no_date_to_observe_names_the_file_and_column(tmp_path: Path) -> None:
     tables["events"] = tables["events"].iloc[0:0]
     raw = write_dataset(tmp_path / "raw", tables)
     with pytest.raises(ContractError,
-                       match=where(raw / "invoices.csv", "issue_date") + "no dates: "):
+                       match=where(raw / "invoices.csv", "issue_date") + "no dates: ") as caught:
         load_dataset(str(raw))
+    assert "date_format" in str(caught.value)  # the likely cause when an export has dates
     # given the observation date, the rows are there to reject, one by one
     result = load_dataset(str(raw), observed_until=BASE_OBSERVED_UNTIL)
     assert result.tables["invoices"].reasons == {"missing_issue_date": 5}

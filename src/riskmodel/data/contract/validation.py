@@ -657,7 +657,9 @@ def no_dates_error(source: str) -> ContractError:
         "no dates",
         "no issue, paid, dispute or event date in any accepted row to observe",
         column="issue_date",
-        fix="give the observation date explicitly (--observed-until)",
+        fix="if the export has dates, they did not parse: check the mapping's date_format "
+            "(or give --observed-until to see which column fails); otherwise give the "
+            "observation date explicitly (--observed-until)",
     )
 
 
