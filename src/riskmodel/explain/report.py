@@ -225,14 +225,16 @@ def payment_history(book: Book, as_of: Mapping[str, dt.date],
 
 
 def detail_buyers(scores: pd.DataFrame, n: int, asked: Sequence[str] = ()) -> list[str]:
-    """The ``n`` riskiest buyers (highest PD, ties by id) and those ``asked`` for."""
+    """The ``n`` riskiest live buyers (highest PD, ties by id; a buyer already in default is
+    not a warning) and those ``asked`` for."""
     if n < 0:
         raise ReportError(f"--detail-buyers must be at least 0, got {n}")
     unknown = sorted(set(asked) - set(scores["buyer_id"]))
     if unknown:
         raise ReportError(f"{len(unknown)} buyer id(s) asked for are not in the scores "
                           f"(first: {unknown[0]!r})")
-    top = scores.sort_values(["pd", "buyer_id"], ascending=[False, True]).head(n)
+    live = scores[scores["status"].astype("str") != "in_default"] if "status" in scores else scores
+    top = live.sort_values(["pd", "buyer_id"], ascending=[False, True]).head(n)
     return sorted(set(top["buyer_id"]) | set(asked))
 
 
@@ -486,8 +488,9 @@ def build_report(
     counts = joined["grade"].value_counts()
     grade_svg = column_chart_svg(list(ranks), [int(counts.get(g, 0)) for g in ranks],
                                  "Buyers by grade")
-    industry_svg = _by_category(joined, "industry", "Mean PD by industry")
-    country_svg = _by_category(joined, "country", "Mean PD by country")
+    live = joined[joined["grade"] != "D"]  # buyers in default have PD 1 by definition
+    industry_svg = _by_category(live, "industry", "Mean PD by industry (live buyers)")
+    country_svg = _by_category(live, "country", "Mean PD by country (live buyers)")
     dates = sorted(set(scores["as_of"].dt.date))
     meta: dict[str, Any] = {
         "asof": [d.isoformat() for d in dates],
@@ -497,8 +500,8 @@ def build_report(
     }
     cards = [("buyers scored", f"{len(scores):,}"),
              ("as of", ", ".join(d.isoformat() for d in dates)),
-             ("mean PD", _pct(float(scores["pd"].mean()))),
-             ("expected defaults (sum of PD)", f"{float(scores['pd'].sum()):,.1f}"),
+             ("mean PD of live buyers", _pct(float(live["pd"].mean())) if len(live) else "-"),
+             ("expected new defaults (sum of live PDs)", f"{float(live['pd'].sum()):,.1f}"),
              ("in default (grade D)", f"{int((scores['grade'] == 'D').sum()):,}")]
     if prev is not None:
         changed = [r for r in rows if not r["new"]]
@@ -510,7 +513,7 @@ def build_report(
                    f"{len(set(prev['buyer_id']) - set(scores['buyer_id'])):,}")]
     asked = f" and the {len(buyers):,} buyers asked for" if buyers else ""
     history_note = (f"Payment histories ({history_months} months up to each buyer's as-of "
-                    f"date) are included for the {detail_buyers_n:,} riskiest buyers by PD"
+                    f"date) are included for the {detail_buyers_n:,} riskiest live buyers by PD"
                     f"{asked}: {len(chosen):,} buyers. The other buyers show their "
                     "contributions and reasons only.")
     page = _page(title=title, cards=cards, charts=[grade_svg, industry_svg, country_svg],
