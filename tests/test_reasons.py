@@ -217,3 +217,52 @@ def test_importance_groups_concepts() -> None:
     per_code = imp[imp["level"] == "concept"].set_index("code")["mean_abs_contribution"]
     assert per_code["R01"] == pytest.approx((0.2 + 0.2) / 2)  # |0.3-0.1|, |-0.1-0.1|
     assert imp[imp["level"] == "concept"]["code"].iloc[0] == "R19"  # largest first
+
+
+def test_each_row_quotes_its_own_values() -> None:
+    # the same reason for several buyers: each sentence and value is the buyer's own (a
+    # value read from another row, e.g. the first, would give every buyer the same words)
+    feats, contrib = frames([
+        {"id": "B1", "f": {**FULL, "dbt_mean_90": 40.0}, "c": {"dbt_mean_90": 0.5}},
+        {"id": "B2", "f": {**FULL, "dbt_mean_90": np.nan}, "c": {"dbt_mean_90": 0.5}},
+        {"id": "B3", "f": {**FULL, "dbt_mean_90": -2.0}, "c": {"dbt_mean_90": 0.5}},
+        {"id": "B4", "f": {**FULL, "dbt_mean_90": 40.0}, "c": {"dbt_mean_90": 0.5}},
+    ])
+    out = reason_codes(contrib, feats, TYPICAL)
+    assert out["buyer_id"].tolist() == ["B1", "B2", "B3", "B4"]
+    assert out["text"].tolist() == [
+        "Paid on average 40 days late over the last 90 days (portfolio median: 3 days late).",
+        "No invoice paid in the last 90 days, so no figure for days beyond terms.",
+        "Paid on average 2 days early over the last 90 days (portfolio median: 3 days late).",
+        "Paid on average 40 days late over the last 90 days (portfolio median: 3 days late).",
+    ]
+    np.testing.assert_array_equal(out["value"].to_numpy(), [40.0, np.nan, -2.0, 40.0])
+
+
+def test_in_default_with_short_history_gets_only_the_default_reason() -> None:
+    feats, contrib = frames([{"id": "D", "status": "in_default",
+                              "f": {**FULL, "history_days": 30.0},
+                              "c": {"dbt_mean_90": 0.9}}])
+    out = reason_codes(contrib, feats, TYPICAL)
+    assert out["code"].tolist() == ["R91"] and out["rank"].tolist() == [1]
+
+
+def test_unknown_history_is_too_little_history() -> None:
+    feats, contrib = frames([{"id": "U", "f": {**FULL, "history_days": np.nan},
+                              "c": {"overdue_90p": 0.4}}])
+    out = reason_codes(contrib, feats, TYPICAL)
+    assert out["code"].tolist() == ["R90", "R19"]
+    assert "a trading history of unknown length" in out["text"].iloc[0]
+    assert not out["text"].str.contains("nan", case=False).any()
+
+
+def test_missing_payment_share_boundary() -> None:
+    # 4 payment features: 2 missing (a half) is not too little history, 3 missing is
+    c = {"overdue_90p": 0.4}
+    half = {**FULL, "dbt_mean_90": np.nan, "dbt_mean_365": np.nan}
+    more = {**half, "paydex_90": np.nan}
+    feats, contrib = frames([{"id": "H", "f": half, "c": c}, {"id": "M", "f": more, "c": c}])
+    out = reason_codes(contrib, feats, TYPICAL)
+    assert out[out["buyer_id"] == "H"]["code"].tolist() == ["R19"]
+    assert out[out["buyer_id"] == "M"]["code"].tolist() == ["R90", "R19"]
+    assert "payment figures missing in 3 of 4" in out["text"].iloc[1]
