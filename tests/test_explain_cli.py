@@ -178,3 +178,41 @@ def test_a_rerun_replaces_its_own_files_only(trained: dict[str, Path], tmp_path:
     assert not (out / "waterfall_OLD.png").exists()
     assert len(pd.read_parquet(out / "scores.parquet")) > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_reasons_quote_the_buyers_own_values_and_rank_by_concept(
+        explained: tuple[Path, list[str], str], trained: dict[str, Path]) -> None:
+    """Each model reason quotes its buyer's value of its feature (from the features file,
+    not from the reasons code) and the median over the live buyers; its concept's summed
+    contribution raises the risk and the ranks follow it."""
+    from riskmodel.features.catalogue import describe
+
+    out, _, latest = explained
+    names = load_model_dir(trained["model"]).spec.names
+    feats = pd.read_parquet(trained["features"])
+    feats = feats[pd.to_datetime(feats["as_of"]).dt.date.astype(str) == latest]
+    feats = feats.set_index("buyer_id")
+    live = feats[feats["status"].astype(str) != "in_default"]
+    contrib = pd.read_parquet(out / "contributions.parquet").set_index("buyer_id")
+    reasons = pd.read_parquet(out / "reasons.parquet")
+    model = reasons[~reasons["code"].isin(["R90", "R91"])]
+    assert len(model) > 100
+    members: dict[str, list[str]] = {}
+    for n in names:
+        members.setdefault(describe(n).code, []).append(n)
+    checked = 0
+    for r in model.head(400).itertuples():
+        assert describe(r.feature).code == r.code, r
+        if describe(r.feature).concept.render != "category":
+            own = feats.loc[r.buyer_id, r.feature]
+            assert (np.isnan(r.value) and pd.isna(own)) or r.value == pytest.approx(own), r
+            col = pd.to_numeric(live[r.feature], errors="coerce").dropna()
+            assert r.typical == pytest.approx(float(np.median(col))), r
+            checked += 1
+    assert checked > 50
+    for bid, g in model.groupby("buyer_id"):
+        sums = [float(contrib.loc[bid, members[c]].sum()) for c in g.sort_values("rank")["code"]]
+        assert all(s > 0.01 for s in sums), (bid, sums)
+        assert sums == sorted(sums, reverse=True), (bid, sums)
+        ranks = sorted(reasons[reasons["buyer_id"] == bid]["rank"])
+        assert ranks == list(range(1, len(ranks) + 1)), bid
