@@ -282,6 +282,30 @@ def test_reasons_in_rank_order(built, world) -> None:
         mine = reasons[reasons["buyer_id"] == r["id"]].sort_values("rank")
         assert [x[5] for x in r["rs"]] == list(mine["text"])
         assert [x[2] for x in r["rs"]] == list(mine["feature"])
+        assert [x[0] for x in r["rs"]] == list(mine["rank"])
+        assert [x[1] for x in r["rs"]] == list(mine["code"])
+        for x, (value, typical) in zip(r["rs"], zip(mine["value"], mine["typical"],
+                                                    strict=True), strict=True):
+            for shown, given in ((x[3], value), (x[4], typical)):
+                if given is None or (isinstance(given, float) and np.isnan(given)):
+                    assert shown is None
+                else:
+                    assert shown == pytest.approx(float(given), abs=1e-4)
+
+
+def test_each_waterfall_is_the_buyers_own(built, world) -> None:
+    """Every shown step is that buyer's contribution of that feature, and the base value
+    and margin are the buyer's."""
+    _, data = built
+    contrib = pd.read_parquet(world[1] / "contributions.parquet").set_index("buyer_id")
+    feats = data["meta"]["features"]
+    for r in data["buyers"][:100]:
+        base, margin, shown, _, _ = r["w"]
+        row = contrib.loc[r["id"]]
+        assert base == pytest.approx(float(row["base_value"]), abs=1e-6)
+        assert margin == pytest.approx(float(row["margin"]), abs=1e-6)
+        for j, value in shown:
+            assert value == pytest.approx(float(row[feats[j]]), abs=1e-6)
 
 
 # --------------------------------------------------------------------------- payment history
