@@ -72,3 +72,29 @@ def test_labels_without_any_observed_window_say_so(tmp_path: Path) -> None:
     assert code == 0
     assert "(0 labelled, no outcome window observed yet)" in text
     assert "nan" not in text
+
+
+@pytest.mark.parametrize("bad", ["booster.txt", "features.json"])
+def test_a_damaged_model_file_is_named(tmp_path: Path, raw: Path, bad: str) -> None:
+    files = tmp_path / "m" / "artifacts" / "riskmodel"
+    files.mkdir(parents=True)
+    for name in ("booster.txt", "calibration.json", "master_scale.json", "features.json"):
+        (files / name).write_text("{}")
+    (files / "calibration.json").write_text('{"method": "platt", "a": 1.0, "b": 0.0}')
+    (files / "master_scale.json").write_text('{"upper_bounds": [0.0015, 0.003, 0.006, 0.012, '
+                                             '0.024, 0.048, 0.096, 0.19, 0.35, 1.0]}')
+    if bad == "features.json":  # a readable booster, a features file without names
+        import lightgbm as lgb
+        import numpy as np
+
+        x = np.random.default_rng(0).normal(size=(200, 2))
+        y = (x[:, 0] > 0).astype(int)
+        lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(x, y), 2).save_model(
+            str(files / "booster.txt"))
+    features = tmp_path / "f.parquet"
+    pd.DataFrame({"buyer_id": ["a"], "as_of": [pd.Timestamp("2022-12-31")],
+                  "status": ["active"]}).to_parquet(features)
+    code, text = run("explain", "--model", tmp_path / "m", "--features", features,
+                     "--out", tmp_path / "out")
+    assert code == 2
+    assert text.startswith("error: ") and f"{bad}: damaged model file" in text

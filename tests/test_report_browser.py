@@ -195,7 +195,7 @@ def test_open_a_buyer(driver, pages) -> None:
     quiet = next(r for r in data["buyers"] if "h" not in r)
     search(driver, quiet["id"])
     rows(driver)[0].click()
-    assert "riskiest buyers" in driver.find_element(By.ID, "history").text
+    assert "riskiest live buyers" in driver.find_element(By.ID, "history").text
     no_errors(driver)
 
 

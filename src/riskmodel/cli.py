@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -124,6 +125,13 @@ def _stage() -> Iterator[Callable[[str, int, int], None]]:
             raise _fail(str(exc), 1) from exc
         except (ContractError, ParamsError, PipelineError, BookError) as exc:
             raise _fail(str(exc), 2) from exc
+        except ValueError as exc:
+            # a damaged model file; looked up only if the model module was loaded (a stage
+            # that loads no model does not import LightGBM for this)
+            model = sys.modules.get("riskmodel.modeling.model")
+            if model is not None and isinstance(exc, model.DamagedModelError):
+                raise _fail(str(exc), 2) from exc
+            raise
         except OSError as exc:  # a path that cannot be read or written
             raise _fail(_os_message(exc), 2) from exc
 

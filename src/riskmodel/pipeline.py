@@ -1069,6 +1069,9 @@ def explain(
     if unknown:
         raise PipelineError(f"{model_dir}: the model has features the feature catalogue does "
                             f"not describe {unknown[:5]}: it cannot be explained in words")
+    if not Path(features_path).is_file():
+        raise PipelineError(f"{features_path}: no such file (give the Parquet file that "
+                            "`riskmodel features --out` wrote)")
     try:
         table = pq.read_table(features_path)
     except (OSError, pa.ArrowException) as exc:

@@ -109,7 +109,7 @@ def read_explained(explain_dir: str | Path) -> Explained:
     """The three tables of an explain folder, each at the buyers' latest as-of dates."""
     root = Path(explain_dir)
     if not root.is_dir():
-        raise ReportError(f"{root}: no such folder (give the --out-dir of `riskmodel explain`)")
+        raise ReportError(f"{root}: no such folder (give the --out folder of `riskmodel explain`)")
     scores = read_scores(root)
     keys = scores[["buyer_id", "as_of"]]
     contrib = _read(root / "contributions.parquet", CONTRIBUTION_KEYS, "contributions.parquet")
@@ -855,7 +855,7 @@ _JS = r"""
       r.rs.forEach(function (x) {
         var li = el('li', x[5] || '');
         li.appendChild(document.createTextNode(' '));
-        li.appendChild(el('span', '[' + (x[1] || '') + ', ' + (x[2] || '') + ']', 'code'));
+        li.appendChild(el('span', '[' + [x[1], x[2]].filter(Boolean).join(', ') + ']', 'code'));
         ol.appendChild(li);
       });
       p.appendChild(ol);
@@ -869,7 +869,7 @@ _JS = r"""
     if (r.h) { hd.appendChild(historyChart(r.h)); hd.appendChild(historyTable(r.h)); }
     else {
       hd.appendChild(el('p', 'Not included: payment histories are in this report for the ' +
-        META.detail_n.toLocaleString('en-US') + ' riskiest buyers and the buyers asked for only.', 'note'));
+        META.detail_n.toLocaleString('en-US') + ' riskiest live buyers and the buyers asked for only.', 'note'));
     }
     p.appendChild(hd);
     p.hidden = false;

@@ -45,6 +45,10 @@ STATUSES = ("active", "in_default")
 IN_DEFAULT = "in_default"
 
 
+class DamagedModelError(ValueError):
+    """A model file exists but cannot be read (corrupt or from something else)."""
+
+
 class FeatureMismatchError(ValueError):
     """The frame's columns do not match the model's features, or its ``status`` column is
     missing or holds a value other than :data:`STATUSES`."""
@@ -170,14 +174,31 @@ class RiskModel:
         missing = [f for f in FILES.values() if not (directory / f).exists()]
         if missing:
             raise FileNotFoundError(f"{directory}: not a riskmodel model folder (no {missing})")
-        booster = lgb.Booster(model_file=str(directory / FILES["booster"]))
-        cal = Calibrator.from_dict(_read_json(directory / FILES["calibration"]))
-        scale = MasterScale(_read_json(directory / FILES["master_scale"])["upper_bounds"])
-        spec = FeatureSpec.from_dict(_read_json(directory / FILES["features"]))
+        def damaged(name: str, exc: Exception) -> DamagedModelError:
+            return DamagedModelError(f"{directory / name}: damaged model file ({exc}); train "
+                                     "the model again or restore the folder")
+
+        try:
+            booster = lgb.Booster(model_file=str(directory / FILES["booster"]))
+        except lgb.basic.LightGBMError as exc:
+            raise damaged(FILES["booster"], exc) from exc
+        parts: dict[str, Any] = {}
+        for key, build in (("calibration", Calibrator.from_dict),
+                           ("master_scale", lambda d: MasterScale(d["upper_bounds"])),
+                           ("features", FeatureSpec.from_dict)):
+            try:
+                parts[key] = build(_read_json(directory / FILES[key]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise damaged(FILES[key], exc) from exc
         profile = None
         if (directory / OPTIONAL_FILES["profile"]).exists():
-            profile = DomainProfile.from_dict(_read_json(directory / OPTIONAL_FILES["profile"]))
-        return cls(booster, cal, scale, spec, profile)
+            try:
+                profile = DomainProfile.from_dict(
+                    _read_json(directory / OPTIONAL_FILES["profile"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise damaged(OPTIONAL_FILES["profile"], exc) from exc
+        return cls(booster, parts["calibration"], parts["master_scale"], parts["features"],
+                   profile)
 
 
 def model_files(model_dir: str | Path) -> Path:
