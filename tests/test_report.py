@@ -440,3 +440,29 @@ def test_report_logged_to_the_model_run(world, tmp_path: Path,
     with pytest.raises(pipeline.PipelineError, match="not found"):
         pipeline.report(book, current, out2, log_run_id="0" * 32, project_dir=project)
     assert not out2.exists()
+
+
+def test_the_grade_chart_has_every_grade_of_the_scale(world, tmp_path: Path) -> None:
+    """Grades without buyers still have their (empty) column, in master-scale order."""
+    book, current, _ = world
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    scores = pd.read_parquet(current / "scores.parquet")
+    keep = scores[~scores["grade"].isin(["1", "2"])]
+    assert len(keep) < len(scores)  # the fixture has buyers of grades 1 and 2 to drop
+    keep.to_parquet(thin / "scores.parquet")
+    for name in ("contributions", "reasons"):
+        frame = pd.read_parquet(current / f"{name}.parquet")
+        frame[frame["buyer_id"].isin(set(keep["buyer_id"]))].to_parquet(
+            thin / f"{name}.parquet")
+    out = tmp_path / "r.html"
+    pipeline.report(book, thin, out, detail_buyers=0)
+    page = out.read_text(encoding="utf-8")
+    chart = re.search(r'aria-label="Buyers by grade">(.*?)</svg>', page, re.S)
+    assert chart is not None
+    labels = re.findall(r'class="cl">([^<]*)</text>', chart.group(1))
+    assert labels == [str(g) for g in range(1, 11)] + ["D"]
+    counts = [int(v.replace(",", "")) for v in re.findall(r'class="cv">([^<]*)</text>',
+                                                          chart.group(1))]
+    assert counts[:2] == [0, 0]
+    assert counts == [int((keep["grade"] == g).sum()) for g in labels]

@@ -484,7 +484,7 @@ def build_report(
     rows = _rows(scores, firms, prev, ex, hist)
 
     joined = scores.merge(firms, on="buyer_id", how="left")
-    ranks = grade_rank(joined["grade"])
+    ranks = grade_rank([*GRADES, *joined["grade"]])  # every grade of the scale, even empty
     counts = joined["grade"].value_counts()
     grade_svg = column_chart_svg(list(ranks), [int(counts.get(g, 0)) for g in ranks],
                                  "Buyers by grade")
