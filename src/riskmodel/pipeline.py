@@ -12,6 +12,7 @@ table's rejected share is above ``data.max_reject_rate``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -938,18 +939,6 @@ def _read_truth(path: str | Path, source: str = "--truth") -> pd.DataFrame:
 # --------------------------------------------------------------------------- report
 
 
-@dataclass
-class ReportResult:
-    path: Path
-    buyers: int
-    histories: int
-    as_of: list[dt.date]
-    previous: bool
-    size: int
-    #: the MLflow run the report was logged to (None: not logged)
-    logged_run: str | None = None
-
-
 def run_id_of(model_dir_or_run: str | Path) -> str:
     """A run id: the ``run_id`` of a model directory's ``registry.json`` when given a folder,
     else the value itself."""
@@ -978,7 +967,7 @@ def report(
     buyers: Sequence[str] | None = None,
     log_run_id: str | None = None,
     project_dir: str | Path | None = None,
-) -> ReportResult:
+) -> Any:  # riskmodel.explain.report.Report
     """The analyst report (one offline HTML file) of an explain folder, with payment
     histories from ``book`` for the ``detail_buyers`` riskiest buyers and ``buyers``;
     ``previous`` (an earlier explain folder) adds the changes since then. ``log_run_id``
@@ -1001,8 +990,7 @@ def report(
             log_report(rep.path, log_run_id, project_dir=project_dir)
     except ReportError as exc:
         raise PipelineError(str(exc)) from exc
-    return ReportResult(rep.path, rep.buyers, rep.histories, rep.as_of, rep.previous,
-                        rep.size, log_run_id)
+    return dataclasses.replace(rep, logged_run=log_run_id)
 
 
 # --------------------------------------------------------------------------- explain

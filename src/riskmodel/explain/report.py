@@ -450,6 +450,8 @@ class Report:
     as_of: list[dt.date]
     previous: bool
     size: int
+    #: the MLflow run the report was logged to (None: not logged)
+    logged_run: str | None = None
 
 
 def build_report(

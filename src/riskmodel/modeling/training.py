@@ -567,13 +567,13 @@ def _with_capacity(params: Params, cand: CapacityCandidate) -> Params:
     return params.model_copy(update={"train": params.train.model_copy(update=update)})
 
 
-def _dataset(m: _Matrices, spec: FeatureSpec, reference: lgb.Dataset | None = None
-             ) -> lgb.Dataset:
+def _dataset(m: _Matrices, spec: FeatureSpec, reference: lgb.Dataset | None = None,
+             params: dict[str, Any] | None = None) -> lgb.Dataset:
     cat_idx = [spec.names.index(c) for c in spec.categories]
     if reference is not None:
         return lgb.Dataset(m.x, m.y, reference=reference)
     return lgb.Dataset(m.x, m.y, feature_name=spec.names, categorical_feature=cat_idx,
-                       free_raw_data=False)
+                       params=params, free_raw_data=False)
 
 
 def _fit_early(prm: dict[str, Any], tr: _Matrices, va: _Matrices, spec: FeatureSpec,
@@ -616,9 +616,7 @@ def _fit_fixed(prm: dict[str, Any], tr: _Matrices | lgb.Dataset, spec: FeatureSp
 def _binned(rows: _Matrices, spec: FeatureSpec, prm: dict[str, Any]) -> lgb.Dataset:
     """``rows`` binned once by LightGBM, so that the refit and the cross-fitting folds
     train on it and on subsets of it (no copy of the feature matrix per fold)."""
-    cat_idx = [spec.names.index(c) for c in spec.categories]
-    return lgb.Dataset(rows.x, rows.y, feature_name=spec.names, categorical_feature=cat_idx,
-                       params=prm, free_raw_data=False).construct()
+    return _dataset(rows, spec, params=prm).construct()
 
 
 def search_folds(split: Split, panel: pd.DataFrame, params: Params
