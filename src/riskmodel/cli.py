@@ -546,3 +546,58 @@ def explain(
     took = ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items())
     typer.echo(f"explained {res.rows:,} buyers at {res.as_of} ({res.reasons:,} reasons; "
                f"{took}); wrote {len(res.files)} files to {res.out}")
+
+
+@app.command()
+def score(
+    data: DataArg,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder to write the scores to (a Parquet dataset; an earlier scoring "
+                      "output there is replaced, only once every buyer is scored).")],
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"],
+        help="The as-of date (default: the data's observed_until).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="A model folder (`riskmodel train --out`), runs:/<run id>/<path> or "
+                        "models:/<name>@<alias> (default: models:/<registry.model_name>"
+                        "@champion).")] = None,
+    explain: Annotated[int | None, typer.Option(
+        "--explain", min=0, max=20,
+        help="Reasons per buyer: codes and sentences (default: score.reasons in params; "
+             "0: none).")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this process) or spark (Apache Spark executors).")] = "local",
+    spark_master: Annotated[str | None, typer.Option(
+        "--spark-master", help="Spark master URL, e.g. 'local[2]' (default: the session of "
+                               "spark-submit, else local[*]).")] = None,
+    params: ParamsOpt = None,
+    observed_until: ObservedUntil = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """Score every buyer at one as-of date: PD, grade, reasons and lineage, one row per
+    buyer, streamed a bucket at a time."""
+    from riskmodel import pipeline
+
+    prm = _params(params)
+    with _stage() as tick:
+        with pipeline.open_book(data, prm, mapping=mapping,
+                                observed_until=_date(observed_until), progress=tick) as book:
+            res = pipeline.score(book, out, prm, model_uri=model, as_of=_date(as_of),
+                                 top=explain, engine=engine, spark_master=spark_master,
+                                 project_dir=_project_dir(params), progress=tick)
+    for warning in res.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    by_status = res.counts.groupby("status")["buyers"].sum()
+    statuses = ", ".join(f"{s} {int(by_status.get(s, 0)):,}"
+                         for s in ("scored", "in_default", "no_recent_history"))
+    graded = res.counts.dropna(subset=["grade"])
+    grades = graded.groupby("grade")["buyers"].sum()
+    order = sorted(grades.index, key=lambda g: (not str(g).isdigit(),
+                                                int(g) if str(g).isdigit() else 0))
+    shown = " ".join(f"{g}:{int(grades[g]):,}" for g in order)
+    lineage = res.lineage
+    version = (f"{lineage['model_name']} v{lineage['model_version']}"
+               if lineage.get("model_version") else "an unregistered model")
+    typer.echo(f"scored {res.buyers:,} buyers at {res.as_of} with {version} ({res.engine}): "
+               f"{statuses}; grades {shown}; {res.wall:.1f} s, "
+               f"{res.per_second:,.0f} buyers/s; wrote {res.out}")

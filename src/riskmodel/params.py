@@ -209,6 +209,19 @@ class BacktestParams(_Strict):
     cuts: int = Field(default=3, ge=1)
 
 
+class ScoreParams(_Strict):
+    """Batch scoring (``riskmodel score``)."""
+
+    #: reasons per buyer in the output (``--explain`` overrides; 0: none)
+    reasons: int = Field(default=3, ge=0, le=20)
+    #: a live buyer with no invoice issued in this many days and nothing open at the as-of
+    #: date is ``no_recent_history``: reported, not scored
+    recent_days: int = Field(default=365, ge=1)
+    #: the portfolio medians the reason sentences quote: over the first buckets that hold
+    #: at least this many buyers (the whole book when it is smaller)
+    typical_buyers: int = Field(default=200_000, ge=1)
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     book: BookParams = BookParams()
@@ -222,6 +235,7 @@ class Params(_Strict):
     promote: PromoteParams = PromoteParams()
     registry: RegistryParams = RegistryParams()
     backtest: BacktestParams = BacktestParams()
+    score: ScoreParams = ScoreParams()
 
 
 class ParamsError(ValueError):

@@ -33,6 +33,7 @@ from riskmodel.params import Params
 
 if TYPE_CHECKING:
     from riskmodel.features.engine import FeatureConfig
+    from riskmodel.scoring.job import ScoreResult
 
 #: progress callback: (what, done, total)
 Progress = Callable[[str, int, int], None]
@@ -1152,3 +1153,114 @@ def read_features_table(table: pa.Table) -> pd.DataFrame:
     from riskmodel.features.engine import features_to_pandas
 
     return features_to_pandas(table)
+
+
+# --------------------------------------------------------------------------- score
+
+
+def score(
+    book: Book,
+    out: str | Path,
+    params: Params,
+    *,
+    model_uri: str | None = None,
+    as_of: dt.date | None = None,
+    top: int | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
+    project_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ScoreResult:
+    """Score every buyer of the book at ``as_of`` (default: the book's ``observed_until``)
+    with a model (a model folder, ``runs:/...`` or ``models:/NAME@ALIAS``; default the
+    champion of ``registry.model_name``) and write the scores, grades, ``top`` reasons and
+    lineage as a Parquet dataset at ``out`` (see :mod:`riskmodel.scoring`). The book is read
+    a bucket at a time, by this process (``engine='local'``) or by Spark executors
+    (``engine='spark'``: ``spark_master``, or the session of ``spark-submit``); ``out``
+    appears only when every buyer is scored."""
+    import time
+
+    from riskmodel.features.catalogue import lookup
+    from riskmodel.features.engine import feature_names
+    from riskmodel.modeling.masterscale import DEFAULT_GRADE
+    from riskmodel.modeling.model import DamagedModelError
+    from riskmodel.registry import RegistryError, fetch_model
+    from riskmodel.scoring import job as jobs
+    from riskmodel.scoring.unit import ScoreJob, load_model
+
+    if engine not in ("local", "spark"):
+        raise PipelineError(f"--engine {engine!r}: expected 'local' or 'spark'")
+    if spark_master is not None and engine != "spark":
+        raise PipelineError("--spark-master needs --engine spark")
+    out = output_folder(out, "--out")
+    try:
+        jobs.check_out(out)
+    except jobs.ScoringError as exc:
+        raise PipelineError(str(exc)) from exc
+    when = as_of or book.observed_until
+    if when > book.observed_until:
+        raise PipelineError(f"--as-of {when} is after the book's observed_until "
+                            f"{book.observed_until}: nothing is known there yet (score at "
+                            "or before it, or validate newer data)")
+    start = book.manifest.data_start
+    if start is None or when < start:
+        raise PipelineError(f"--as-of {when} is before the book's first invoice ({start}): "
+                            "no buyer has a history there")
+    k = params.score.reasons if top is None else top
+    if k < 0:
+        raise PipelineError(f"--explain must be 0 or more, got {k}")
+    uri = model_uri or f"models:/{params.registry.model_name}@champion"
+    jobs.remove_stale(out)
+    staging = jobs.staging_for(out)
+    t_start = time.perf_counter()
+    try:
+        try:
+            fetched = fetch_model(uri, staging / "model", project_dir=project_dir)
+            model = load_model(str(fetched.path))
+        except (RegistryError, DamagedModelError, FileNotFoundError) as exc:
+            raise PipelineError(str(exc)) from exc
+        cfg = feature_config(params, book)
+        made = set(feature_names(cfg))
+        lacking = [n for n in model.spec.names if n not in made]
+        if lacking:
+            hint = (" (the book has no dispute_date column)"
+                    if any(n.startswith("disputed") for n in lacking) else
+                    " (features.windows in params differ from the model's?)")
+            raise PipelineError(f"--model {uri}: the model needs {len(lacking)} feature(s) "
+                                f"this data and params cannot provide: {', '.join(lacking[:5])}"
+                                f"{hint}")
+        unknown = [n for n in model.spec.names if lookup(n) is None]
+        if k and unknown:
+            raise PipelineError(f"--model {uri}: features the feature catalogue does not "
+                                f"describe {unknown[:5]}: no reasons in words (use --explain 0)")
+        scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        job = ScoreJob(
+            book=str(book.path.resolve()), as_of=when, cfg=cfg, workdir=str(staging),
+            model_dir=str(fetched.path.resolve()), top=k,
+            recent_days=params.score.recent_days,
+            grades=(*model.scale.grades, DEFAULT_GRADE),
+            lineage={"model_name": fetched.model_name, "model_version": fetched.version,
+                     "model_run_id": fetched.run_id,
+                     "data_fingerprint": book.manifest.raw_fingerprint,
+                     "scored_at": scored_at.isoformat()})
+        seconds: dict[str, float] = {"model": time.perf_counter() - t_start}
+        buckets = list(range(book.n_buckets))
+        if engine == "spark":
+            from riskmodel.scoring.spark import run as run_spark
+
+            counts, warnings = run_spark(job, buckets, params.score.typical_buyers, seconds,
+                                         master=spark_master, progress=progress)
+        else:
+            from riskmodel.scoring.local import run as run_local
+
+            counts, warnings = run_local(job, buckets, params.score.typical_buyers, seconds,
+                                         progress=progress)
+        t0 = time.perf_counter()
+        jobs.publish(job, staging, out, counts, {"engine": engine, "model_uri": uri})
+        seconds["publish"] = time.perf_counter() - t0
+    except jobs.ScoringError as exc:
+        raise PipelineError(str(exc)) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return jobs.ScoreResult(out, when, engine, int(counts["buyers"].sum()), counts, seconds,
+                            job.lineage, warnings)

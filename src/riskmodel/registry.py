@@ -569,3 +569,71 @@ __all__ = ["CHALLENGER", "CHAMPION", "HASH_TAG", "Decision", "Gates", "ModelDirE
            "ensure_experiment", "is_model_dir", "load_registered", "log_evaluation",
            "log_training", "promote", "read_registration", "save_pyfunc", "tracking_uri",
            "write_registration"]
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """A model ready to score with: a local model folder and where it came from."""
+
+    path: Path
+    model_name: str
+    version: str
+    run_id: str
+    uri: str
+
+
+def fetch_model(uri: str, dst: str | Path, *, project_dir: str | Path | None = None
+                ) -> FetchedModel:
+    """A model for batch scoring: a model folder (``riskmodel train --out``; its
+    ``registry.json`` names the registered version, when it was registered), ``runs:/<run
+    id>/<path>``, or ``models:/<name>@<alias>`` / ``models:/<name>/<version>`` of the
+    project's store, downloaded into ``dst``. Raises :class:`RegistryError` with the reason
+    when it cannot be found."""
+    local = Path(uri)
+    if not uri.startswith(("models:/", "runs:/")):
+        if not local.exists():
+            raise RegistryError(f"--model {uri}: no such model folder (give a folder from "
+                                "`riskmodel train --out`, runs:/<run id>/<path> or "
+                                "models:/<name>@<alias>)")
+        if not is_model_dir(local):
+            raise RegistryError(f"--model {uri}: not a model folder (no MLmodel with "
+                                f"artifacts/{ARTIFACT_KEY}/)")
+        reg = read_registration(local) or {}
+        return FetchedModel(local, str(reg.get("model_name", "")), str(reg.get("version", "")),
+                            str(reg.get("run_id", "")), uri)
+    store = Store.at(project_dir)
+    client = store.client()
+    dst = Path(dst)
+    try:
+        if uri.startswith("models:/"):
+            name, sep, alias = uri[len("models:/"):].partition("@")
+            if not sep:
+                name, _, alias = name.partition("/")
+            if not name or not alias:
+                raise RegistryError(f"--model {uri}: expected models:/<name>@<alias> or "
+                                    "models:/<name>/<version>")
+            mv = (client.get_model_version(name, alias) if alias.isdigit()
+                  else client.get_model_version_by_alias(name, alias))
+            source = client.get_model_version_download_uri(name, str(mv.version))
+            run_id, version = str(mv.run_id or ""), str(mv.version)
+        else:
+            run_id = uri[len("runs:/"):].split("/", 1)[0]
+            source = uri
+            found = client.search_model_versions(f"run_id='{run_id}'")
+            name = str(found[0].name) if found else ""
+            version = str(found[0].version) if found else ""
+        dst.mkdir(parents=True, exist_ok=True)
+        path = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst), tracking_uri=store.tracking_uri,
+            registry_uri=store.tracking_uri))
+    except MlflowException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RegistryError(f"--model {uri}: not found in the tracking store "
+                            f"{store.tracking_uri}: {first}") from exc
+    if not is_model_dir(path):
+        raise RegistryError(f"--model {uri}: the artifacts there are not a riskmodel model "
+                            f"(no MLmodel with artifacts/{ARTIFACT_KEY}/)")
+    return FetchedModel(path, name, version, run_id, uri)

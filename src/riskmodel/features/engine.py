@@ -559,6 +559,46 @@ def peer_context(
     cyc_tables = [t.select(_CYCLE_ROW_SCHEMA.names) for t in cycle_parts]
     cyc_rows = (pa.concat_tables(cyc_tables) if cyc_tables
                 else _CYCLE_ROW_SCHEMA.empty_table())
+    con = duckdb.connect(config={"threads": cfg.threads})
+    try:
+        con.register("rows", rows)
+        con.register("cyc_rows", cyc_rows)
+        return _context(con, as_of_dates, cfg)
+    finally:
+        con.close()
+
+
+def peer_context_files(
+    base_files: Sequence[str],
+    cycle_files: Sequence[str],
+    as_of_dates: Sequence[dt.date],
+    cfg: FeatureConfig,
+    memory_limit: str = "1GB",
+) -> pa.Table:
+    """:func:`peer_context` of context rows stored in Parquet files (``base_files``: the
+    ``as_of``, ``industry``, ``country`` and peer base columns of :func:`bucket_features`
+    outputs; ``cycle_files``: :func:`bucket_cycle` outputs), every bucket of the book. DuckDB
+    reads the files itself, so memory holds the groups' medians, not the rows."""
+    if not base_files or not cycle_files:
+        return peer_context([], [], as_of_dates, cfg)
+    base = peer_base(cfg)
+    con = duckdb.connect(config={"threads": cfg.threads, "memory_limit": memory_limit})
+    try:
+        con.read_parquet(list(base_files)).create_view("base_files")
+        con.read_parquet(list(cycle_files)).create_view("cycle_files")
+        con.execute(f"CREATE VIEW rows AS SELECT as_of, industry, country, {base} "
+                    "FROM base_files")
+        names = ", ".join(_CYCLE_ROW_SCHEMA.names)
+        con.execute(f"CREATE VIEW cyc_rows AS SELECT {names} FROM cycle_files")
+        return _context(con, as_of_dates, cfg)
+    finally:
+        con.close()
+
+
+def _context(con: duckdb.DuckDBPyConnection, as_of_dates: Sequence[dt.date],
+             cfg: FeatureConfig) -> pa.Table:
+    """The context query over the relations ``rows`` and ``cyc_rows`` of ``con``."""
+    base = peer_base(cfg)
     peer_sel = f"median(r.{base}) AS median, count(r.{base}) AS buyers"
     cyc_sel = """count(CASE WHEN r.live THEN 1 END) AS live_buyers,
         count(CASE WHEN r.overdue30 THEN 1 END)::DOUBLE
@@ -578,24 +618,18 @@ def peer_context(
                       f"{sel} FROM {dates} d LEFT JOIN {src} r USING (as_of) GROUP BY ALL")
         return " UNION ALL ".join(groups)
 
-    con = duckdb.connect(config={"threads": cfg.threads})
-    try:
-        con.register("rows", rows)
-        con.register("cyc_rows", cyc_rows)
-        con.register("peer_dates", as_of_table(as_of_dates))
-        con.register("cyc_dates", as_of_table(cycle_dates(as_of_dates)))
-        table = con.sql(f"""
-            WITH p AS ({by_group(peer_sel, "rows", "peer_dates")}),
-                 c AS ({by_group(cyc_sel, "cyc_rows", "cyc_dates")})
-            SELECT coalesce(p.as_of, c.as_of) AS as_of,
-                   coalesce(p.dimension, c.dimension) AS dimension,
-                   coalesce(p.value, c.value) AS value,
-                   p.median, p.buyers, c.* EXCLUDE (as_of, dimension, value)
-            FROM p FULL JOIN c ON p.as_of = c.as_of AND p.dimension = c.dimension
-                              AND p.value IS NOT DISTINCT FROM c.value
-            ORDER BY as_of, dimension, value NULLS FIRST""").to_arrow_table()
-    finally:
-        con.close()
+    con.register("peer_dates", as_of_table(as_of_dates))
+    con.register("cyc_dates", as_of_table(cycle_dates(as_of_dates)))
+    table = con.sql(f"""
+        WITH p AS ({by_group(peer_sel, "rows", "peer_dates")}),
+             c AS ({by_group(cyc_sel, "cyc_rows", "cyc_dates")})
+        SELECT coalesce(p.as_of, c.as_of) AS as_of,
+               coalesce(p.dimension, c.dimension) AS dimension,
+               coalesce(p.value, c.value) AS value,
+               p.median, p.buyers, c.* EXCLUDE (as_of, dimension, value)
+        FROM p FULL JOIN c ON p.as_of = c.as_of AND p.dimension = c.dimension
+                          AND p.value IS NOT DISTINCT FROM c.value
+        ORDER BY as_of, dimension, value NULLS FIRST""").to_arrow_table()
     table = table.select(_CONTEXT_SCHEMA.names).cast(_CONTEXT_SCHEMA)
     return table.replace_schema_metadata({PEER_BASE_KEY: base.encode(),
                                           CYCLE_KEY: cycle_spec(cfg).encode()})

@@ -1,0 +1,161 @@
+"""One scoring run: plan, the whole-book step between the passes, and an atomic publish.
+
+The run works in a staging folder beside ``--out`` (``.<name>.scoring-<pid>-<token>``);
+only when every bucket is scored is its ``data/`` folder renamed to ``--out`` (an earlier
+scoring output there is replaced), so a run killed half way leaves no partial output, and
+the next run removes the staging folders of runs that are no longer alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from riskmodel.scoring.unit import ScoreJob, typical_values_of, whole_book_context
+
+if TYPE_CHECKING:
+    from riskmodel.modeling.model import RiskModel
+
+#: the file that marks a folder as a scoring output (ignored by Parquet dataset readers)
+MANIFEST = "_scoring.json"
+KIND = "riskmodel-scores"
+Progress = Callable[[str, int, int], None]
+
+
+class ScoringError(ValueError):
+    """A scoring run cannot start or finish as asked; the message says what to change."""
+
+
+@dataclass
+class Between:
+    """What the second pass needs from the whole book."""
+
+    context: pa.Table
+    typical: pd.Series
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScoreResult:
+    out: Path
+    as_of: dt.date
+    engine: str
+    buyers: int
+    counts: pd.DataFrame  # status, grade, buyers
+    seconds: dict[str, float]
+    lineage: dict[str, str]
+    warnings: list[str]
+
+    @property
+    def wall(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def per_second(self) -> float:
+        return self.buyers / self.wall if self.wall > 0 else float("nan")
+
+
+def check_out(out: Path) -> None:
+    """``--out`` may be missing, an empty folder or an earlier scoring output."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ScoringError(f"{out} exists and is not a folder: give a folder for the scores")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ScoringError(f"{out} is a folder that is not a scoring output (no {MANIFEST}): "
+                           "refusing to replace it; give another --out or empty it yourself")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(out: Path) -> list[Path]:
+    """Remove the staging folders of earlier runs into ``out`` whose process is gone."""
+    gone = []
+    for old in out.parent.glob(f".{out.name}.scoring-*"):
+        try:
+            pid = int(old.name.rsplit(".scoring-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(old, ignore_errors=True)
+            gone.append(old)
+    return gone
+
+
+def staging_for(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.scoring-{os.getpid()}-{secrets.token_hex(4)}"
+    path.mkdir()
+    return path
+
+
+def between(job: ScoreJob, buckets: list[int], model: RiskModel, sample_buyers: int) -> Between:
+    """The whole-book step: the peer and cycle context, the portfolio medians of the reason
+    sentences (and the domain check) over the first ``sample_buyers`` buyers."""
+    from riskmodel.modeling.domain import check
+
+    context = whole_book_context(job, buckets)
+    names = list(model.spec.names)
+    typical, sample = typical_values_of(job, buckets, context, names, sample_buyers)
+    warnings: list[str] = []
+    if model.profile is not None and len(sample):
+        from riskmodel.pipeline import domain_features
+
+        live = sample[sample["status"].astype("str") != "in_default"]
+        found = check(model.profile, live, features=domain_features(names))
+        warnings = [w.message for w in found]
+    return Between(context, typical, warnings)
+
+
+def publish(job: ScoreJob, staging: Path, out: Path, counts: pd.DataFrame,
+            extra: dict[str, Any]) -> None:
+    """Write the manifest into the finished output and move it to ``out`` (replacing an
+    earlier scoring output)."""
+    data = staging / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "kind": KIND, "as_of": job.as_of.isoformat(), **job.lineage,
+        "buyers": int(counts["buyers"].sum()) if len(counts) else 0,
+        "by_status": {str(k): int(v) for k, v in
+                      counts.groupby("status")["buyers"].sum().sort_index().items()},
+        "by_grade": {str(k): int(v) for k, v in
+                     counts.dropna(subset=["grade"]).groupby("grade")["buyers"].sum().items()},
+        "reasons": job.top, **extra,
+        "parts": sorted(p.name for p in data.glob("part-*.parquet")),
+    }
+    (data / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    check_out(out)
+    if out.exists():
+        old = staging / "replaced"
+        os.replace(out, old)
+    os.replace(data, out)
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def timed(seconds: dict[str, float], name: str) -> Callable[[], None]:
+    t0 = time.perf_counter()
+
+    def done() -> None:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+    return done
