@@ -1219,7 +1219,9 @@ def score(
             model = load_model(str(fetched.path))
         except (RegistryError, DamagedModelError, FileNotFoundError) as exc:
             raise PipelineError(str(exc)) from exc
-        cfg = feature_config(params, book)
+        # one DuckDB thread a unit: Spark gives each task one core, and the local engine
+        # runs two units side by side; the same setting in both gives the same bytes
+        cfg = dataclasses.replace(feature_config(params, book), threads=1)
         made = set(feature_names(cfg))
         lacking = [n for n in model.spec.names if n not in made]
         if lacking:

@@ -1,11 +1,15 @@
-"""The local engine: the book's buckets through the units in this process, one at a time.
+"""The local engine: the book's buckets through the units in this process.
 
-Each unit uses both cores itself (DuckDB's threads for the features, LightGBM's for the
-prediction, numba's for the contributions), so memory holds one bucket's rows, the model and
-the context: it is set by the bucket size, never by the book.
+The first pass (features) runs two buckets side by side on threads (DuckDB works without
+Python's lock); the second (scores and reasons) one bucket at a time, each step using both
+cores itself (LightGBM's threads for the prediction, numba's for the contributions). Memory
+holds a bucket or two, the model and the context: it is set by the bucket size, never by the
+book.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
@@ -14,15 +18,17 @@ from riskmodel.scoring.unit import ScoreJob, load_model, prepare_bucket, score_b
 
 
 def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str, float],
-        progress: Progress | None = None) -> tuple[pd.DataFrame, list[str]]:
+        progress: Progress | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
     """Both passes over ``buckets``; returns the counts by status and grade and the domain
-    warnings. The output parts are in ``job.workdir``/data."""
+    warnings. The output parts are in ``job.workdir``/data. The first pass runs ``workers``
+    buckets at a time (each unit's DuckDB query on one thread: small queries use two threads
+    poorly, two queries side by side use both cores)."""
     n = len(buckets)
     done = timed(seconds, "features")
-    for i, k in enumerate(buckets):
-        prepare_bucket(job, k)
-        if progress is not None:
-            progress("features", i + 1, n)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for i, _ in enumerate(pool.map(lambda k: prepare_bucket(job, k), buckets)):
+            if progress is not None:
+                progress("features", i + 1, n)
     done()
     done = timed(seconds, "context")
     model = load_model(job.model_dir)

@@ -41,6 +41,7 @@ How ``observed_until`` is inferred when it is not given (:func:`validate_tables`
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +49,15 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas when PySpark is installed (the Spark engine's extra),
+    # which warns that it was not tested with pandas 3: nothing riskmodel uses
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
+    import pandera.pandas as pa
 
 from riskmodel.data.contract.errors import ContractError
 from riskmodel.data.contract.mapping import Mapping
