@@ -6,7 +6,7 @@ DEMO_BUYERS ?= 50000
 DEMO_START ?= 2020-01-01
 DEMO_END ?= 2024-12-31
 
-.PHONY: demo test install dev lint typecheck bench clean browser
+.PHONY: demo test install dev lint typecheck bench clean browser java
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,20 @@ browser:
 	  fi; \
 	fi
 
+# the Spark engine's tests run pyspark on local[2], which needs a Java runtime (17 or later):
+# Debian's openjdk-17-jre-headless is installed here when `java` is missing (as root with
+# apt-get; otherwise those tests fail and say what to install)
+java:
+	@if ! command -v java >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else \
+	    echo "warning: java is missing (install it as root: apt-get install openjdk-17-jre-headless); the Spark engine's tests will fail" >&2; \
+	  fi; \
+	fi
+
 # the notebooks run top to bottom in a fresh kernel (nbmake), in the same pytest run as tests/
-test: $(VENV)/.dev-installed browser
+test: $(VENV)/.dev-installed browser java
 	$(BIN)/ruff check src tests bench pipelines notebooks
 	$(BIN)/mypy src/riskmodel
 	$(BIN)/pytest --nbmake tests notebooks
