@@ -260,3 +260,49 @@ def check(profile: DomainProfile, frame: pd.DataFrame, *, psi_limit: float = PSI
 __all__ = ["BINS", "PSI_LIMIT", "CategoricalProfile", "DomainProfile", "DomainProfileError",
            "DomainWarning", "NumericProfile", "check", "fit_profile", "psi_categorical",
            "psi_numeric"]
+
+
+def bin_counts(profile: DomainProfile, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` in each training bin of each profiled feature (numeric: the bin
+    number ``0..k`` of the training quantile edges; categorical: the category; missing
+    values ``<NA>``), as ``feature``, ``bin``, ``rows`` (bins without rows left out). Counts
+    of several batches add up, and two sets of counts of the same profile give the PSI
+    between them (:func:`psi_between`) without the rows."""
+    parts = []
+    for name, num in profile.numeric.items():
+        values = _numeric(frame[name])
+        missing = np.isnan(values)
+        idx = np.searchsorted(np.asarray(num.edges, dtype=float), values[~missing],
+                              side="right")
+        counts = np.bincount(idx, minlength=len(num.edges) + 1)
+        labels = [str(i) for i in range(len(counts))] + [_MISSING]
+        parts.append(pd.DataFrame({"feature": name, "bin": labels,
+                                   "rows": [*counts.tolist(), int(missing.sum())]}))
+    for name in profile.categorical:
+        cats = _categories(frame[name]).fillna(_MISSING).value_counts()
+        parts.append(pd.DataFrame({"feature": name, "bin": cats.index.astype(str),
+                                   "rows": cats.to_numpy()}))
+    if not parts:
+        return pd.DataFrame({"feature": pd.Series(dtype=str), "bin": pd.Series(dtype=str),
+                             "rows": pd.Series(dtype=np.int64)})
+    out = pd.concat(parts, ignore_index=True)
+    out["rows"] = out["rows"].astype(np.int64)
+    return out[out["rows"] > 0].reset_index(drop=True)
+
+
+def psi_between(before: pd.DataFrame, after: pd.DataFrame) -> pd.Series:
+    """PSI per feature between two sets of :func:`bin_counts` (of the same profile): the
+    shares of each bin, a bin missing on one side a share of 0 (floored as an empty bin, as
+    in :func:`riskmodel.modeling.evaluation.psi`). Features on one side only are left out."""
+    out: dict[str, float] = {}
+    common = sorted(set(before["feature"]) & set(after["feature"]))
+    for name in common:
+        b = before[before["feature"] == name].groupby("bin")["rows"].sum()
+        a = after[after["feature"] == name].groupby("bin")["rows"].sum()
+        labels = sorted(set(b.index) | set(a.index))
+        pb = b.reindex(labels, fill_value=0).to_numpy(dtype=float)
+        pa = a.reindex(labels, fill_value=0).to_numpy(dtype=float)
+        if pb.sum() == 0 or pa.sum() == 0:
+            continue
+        out[name] = _psi(pb / pb.sum(), pa / pa.sum())
+    return pd.Series(out, dtype=np.float64)

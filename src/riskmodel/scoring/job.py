@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from riskmodel.scoring.unit import ScoreJob, typical_values_of, whole_book_context
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 #: the file that marks a folder as a scoring output (ignored by Parquet dataset readers)
 MANIFEST = "_scoring.json"
+#: the scored buyers' features in the bins of the model's training profile
+PROFILE = "_profile.parquet"
 KIND = "riskmodel-scores"
 Progress = Callable[[str, int, int], None]
 
@@ -130,6 +133,12 @@ def publish(job: ScoreJob, staging: Path, out: Path, counts: pd.DataFrame,
     earlier scoring output)."""
     data = staging / "data"
     data.mkdir(parents=True, exist_ok=True)
+    profile_parts = sorted((staging / "profile").glob("part-*.parquet"))
+    if profile_parts:
+        binned = pa.concat_tables([pq.read_table(p) for p in profile_parts]).to_pandas()
+        binned = (binned.groupby(["feature", "bin"], as_index=False)["rows"].sum()
+                  .sort_values(["feature", "bin"], kind="stable").reset_index(drop=True))
+        pq.write_table(pa.Table.from_pandas(binned, preserve_index=False), data / PROFILE)
     manifest = {
         "kind": KIND, "as_of": job.as_of.isoformat(), **job.lineage,
         "buyers": int(counts["buyers"].sum()) if len(counts) else 0,

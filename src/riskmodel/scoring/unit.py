@@ -208,7 +208,23 @@ def score_bucket(job: ScoreJob, k: int, context: pa.Table, typical: pd.Series) -
     ids = Book(job.book).read("buyers", k, ["buyer_id"])["buyer_id"]
     rows = score_frame(job, model, frame, typical, ids)
     _atomic_parquet(rows, job.path("data", k, ".parquet"))
+    _atomic_parquet(profile_counts(model, frame, rows), job.path("profile", k, ".parquet"))
     return counts(rows)
+
+
+def profile_counts(model: RiskModel, frame: pd.DataFrame, rows: pa.Table) -> pa.Table:
+    """The scored buyers' feature values in the bins of the model's training profile
+    (:func:`riskmodel.modeling.domain.bin_counts`): what ``riskmodel watch`` compares two
+    runs with. Empty for a model saved without a profile."""
+    from riskmodel.modeling.domain import bin_counts
+
+    schema = pa.schema([("feature", pa.string()), ("bin", pa.string()), ("rows", pa.int64())])
+    if model.profile is None or not len(frame):
+        return schema.empty_table()
+    scored = set(pc.filter(rows["buyer_id"], pc.equal(rows["status"], "scored")).to_pylist())
+    live = frame[frame["buyer_id"].isin(scored)]
+    return pa.Table.from_pandas(bin_counts(model.profile, live), schema=schema,
+                                preserve_index=False)
 
 
 def score_frame(job: ScoreJob, model: RiskModel, frame: pd.DataFrame, typical: pd.Series,
