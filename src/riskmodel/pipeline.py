@@ -1237,7 +1237,7 @@ def score(
                                 f"describe {unknown[:5]}: no reasons in words (use --explain 0)")
         scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         job = ScoreJob(
-            book=str(book.path.resolve()), as_of=when, cfg=cfg, workdir=str(staging),
+            book=str(book.path.resolve()), as_of=when, cfg=cfg, workdir=str(staging.resolve()),
             model_dir=str(fetched.path.resolve()), top=k,
             recent_days=params.score.recent_days,
             grades=(*model.scale.grades, DEFAULT_GRADE),
