@@ -222,6 +222,72 @@ class ScoreParams(_Strict):
     typical_buyers: int = Field(default=200_000, ge=1)
 
 
+def _per_grade(v: list[float], what: str, top: float | None = None) -> list[float]:
+    """Ten values, grade 1 first, never larger for a worse grade (and at most ``top``)."""
+    if len(v) != 10:
+        raise ValueError(f"{what}: give 10 values, grade 1 first (got {len(v)})")
+    if any(x < 0 for x in v):
+        raise ValueError(f"{what}: values must be >= 0")
+    if any(b > a for a, b in zip(v, v[1:], strict=False)):
+        raise ValueError(f"{what}: a worse grade may not get more (values must not increase)")
+    if top is not None and v[0] > top:
+        raise ValueError(f"{what}: {v[0]:g} is above the most allowed, {top:g}")
+    return v
+
+
+class LimitsParams(_Strict):
+    """Credit-limit recommendations (``riskmodel limits``; docs/decisions.md)."""
+
+    #: the most a buyer's lines together may reach, as a share of its annual revenue, per
+    #: grade 1..10 (grade 1 first; D gets 0)
+    revenue_share: list[float] = [0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.025, 0.01, 0.005]
+    #: loss given default: the share of an exposure lost when the buyer defaults
+    lgd: float = Field(default=0.45, gt=0, le=1)
+    #: the expected loss (PD x LGD x limit) allowed per buyer, in currency units
+    el_budget: float = Field(default=5000.0, ge=0)
+    #: refer a buyer with less payment history than this (days since its first invoice)
+    min_history_days: int = Field(default=180, ge=0)
+    #: refer a request of more than this many times the buyer's need
+    refer_request_multiple: float = Field(default=3.0, gt=0)
+    #: no increase above the current limit for a buyer with an invoice more than this many
+    #: days past due
+    overdue_days: int = Field(default=90, ge=0)
+    #: limits the policy computes are rounded down to a multiple of this (a request that
+    #: fits is granted as asked); 0: no rounding
+    round_to: float = Field(default=100.0, ge=0)
+
+    @field_validator("revenue_share")
+    @classmethod
+    def _shares(cls, v: list[float]) -> list[float]:
+        return _per_grade(v, "revenue_share", top=1.0)
+
+
+class TermsParams(_Strict):
+    """Recommended maximum payment terms per grade (``riskmodel limits --views``)."""
+
+    #: the longest terms any invoice can be insured on
+    insurable_max_days: int = Field(default=90, ge=0)
+    #: maximum terms in days per grade 1..10 (grade 1 first); grade D: 0, cash in advance
+    max_days: list[int] = [90, 90, 90, 90, 75, 60, 60, 45, 30, 30]
+
+    @model_validator(mode="after")
+    def _bounded(self) -> TermsParams:
+        _per_grade([float(x) for x in self.max_days], "max_days",
+                   top=float(self.insurable_max_days))
+        return self
+
+
+class PortfolioParams(_Strict):
+    """The portfolio and bank views of ``riskmodel limits --views``."""
+
+    #: premium per year as a share of the insured exposure (the limits in force)
+    premium_rate: float = Field(default=0.01, ge=0, le=1)
+    #: the share of a covered loss the insurer pays (the policyholder keeps the rest)
+    insured_share: float = Field(default=0.9, gt=0, le=1)
+    #: buyers listed in concentration.csv
+    top: int = Field(default=10, ge=1)
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     book: BookParams = BookParams()
@@ -236,6 +302,9 @@ class Params(_Strict):
     registry: RegistryParams = RegistryParams()
     backtest: BacktestParams = BacktestParams()
     score: ScoreParams = ScoreParams()
+    limits: LimitsParams = LimitsParams()
+    terms: TermsParams = TermsParams()
+    portfolio: PortfolioParams = PortfolioParams()
 
 
 class ParamsError(ValueError):
