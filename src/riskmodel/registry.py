@@ -615,8 +615,15 @@ def fetch_model(uri: str, dst: str | Path, *, project_dir: str | Path | None = N
             if not name or not alias:
                 raise RegistryError(f"--model {uri}: expected models:/<name>@<alias> or "
                                     "models:/<name>/<version>")
-            mv = (client.get_model_version(name, alias) if alias.isdigit()
-                  else client.get_model_version_by_alias(name, alias))
+            try:
+                mv = (client.get_model_version(name, alias) if alias.isdigit()
+                      else client.get_model_version_by_alias(name, alias))
+            except MlflowException as exc:
+                what = f"version {alias}" if alias.isdigit() else f"the alias {alias!r}"
+                raise RegistryError(
+                    f"--model {uri}: no version of model {name!r} carries {what} in the "
+                    f"tracking store {store.tracking_uri} (promote one with `riskmodel "
+                    "promote`, or give a model folder: --model models/buyer-risk)") from exc
             source = client.get_model_version_download_uri(name, str(mv.version))
             run_id, version = str(mv.run_id or ""), str(mv.version)
         else:
