@@ -288,6 +288,32 @@ class PortfolioParams(_Strict):
     top: int = Field(default=10, ge=1)
 
 
+class WatchParams(_Strict):
+    """The watch list between two scoring runs (``riskmodel watch``): what puts a buyer on
+    it, and the PSI levels that flag a shift."""
+
+    #: a grade at least this many notches worse (grade_rank, D counting as 11)
+    downgrade_notches: int = Field(default=2, ge=1)
+    #: a buyer scored in both runs whose PD is at least this many times its previous PD
+    pd_ratio: float = Field(default=2.0, gt=1)
+    #: an invoice at least this many days past due now and none at the previous date
+    overdue_days: int = Field(default=30, ge=1)
+    #: a PD of the 30-day payment-delay model (``--delay``) above this
+    delay_threshold: float = Field(default=0.2, gt=0, lt=1)
+    #: a PSI above these flags a shift ``watch`` and ``act``
+    psi_watch: float = Field(default=0.10, gt=0)
+    psi_act: float = Field(default=0.25, gt=0)
+    #: reasons of the current scores copied to each row of the list (at most the run's)
+    reasons: int = Field(default=3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WatchParams:
+        if self.psi_act <= self.psi_watch:
+            raise ValueError(f"psi_act ({self.psi_act:g}) must be above psi_watch "
+                             f"({self.psi_watch:g})")
+        return self
+
+
 class Params(_Strict):
     data: DataParams = DataParams()
     book: BookParams = BookParams()
@@ -302,6 +328,7 @@ class Params(_Strict):
     registry: RegistryParams = RegistryParams()
     backtest: BacktestParams = BacktestParams()
     score: ScoreParams = ScoreParams()
+    watch: WatchParams = WatchParams()
     limits: LimitsParams = LimitsParams()
     terms: TermsParams = TermsParams()
     portfolio: PortfolioParams = PortfolioParams()
