@@ -122,6 +122,9 @@ class SynthConfig:
     cycles: bool = False
     #: industry downturns: a surprise downward jump of an industry's factor on a date
     shocks: tuple[Shock, ...] = ()
+    #: write ``exposures.parquet``, the credit lines under review (contract 1.1), from a
+    #: stream of its own, so that every other table is the same as without it
+    exposures: bool = True
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -322,6 +325,7 @@ class Block:
     invoices: pa.Table
     events: pd.DataFrame
     truth: pd.DataFrame
+    exposures: pd.DataFrame | None = None
 
 
 def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> Block:
@@ -524,7 +528,60 @@ def _block(cfg: SynthConfig, fac: _Factors, block: int, first: int, n: int) -> B
             )
         )
     truth = pd.concat(truth_parts, ignore_index=True)
-    return Block(buyers, invoices, events, truth)
+    exposures = None
+    if cfg.exposures:
+        paid_by_end = np.where(unpaid, -1, paid)
+        exposures = _exposures(cfg, block, buyer_ids, CURRENCIES[cty], owner, supplier, issue,
+                               due, paid_by_end, amount)
+    return Block(buyers, invoices, events, truth, exposures)
+
+
+def _exposures(cfg: SynthConfig, block: int, buyer_ids: pa.Array, currency: np.ndarray,
+               owner: np.ndarray, supplier: np.ndarray, issue: np.ndarray, due: np.ndarray,
+               paid: np.ndarray, amount: np.ndarray) -> pd.DataFrame:
+    """The credit lines of a block: one per buyer-supplier pair with an invoice issued in the
+    last 365 days. ``current_limit`` is about the pair's usual outstanding (a year's
+    invoicing x (amount-weighted terms + days beyond terms of the invoices paid in the year)
+    / 365) with noise, 0 for about 8% (new lines); about 40% of lines carry a
+    ``requested_limit`` (every new line does): mostly above the current limit, some below,
+    some far above (4-10x), a few 0. Days are offsets from the start; ``paid`` is -1 where
+    unpaid at the end. Random draws come from the stream ``(seed, block, 2)``."""
+    rng = np.random.default_rng([cfg.seed, block, 2])
+    last = cfg.n_days - 1
+    in_year = issue > last - 365
+    paid_in_year = (paid >= 0) & (paid > last - 365)
+    key = owner.astype(np.int64) * N_SUPPLIERS + supplier
+    pairs, inverse = np.unique(key[in_year], return_inverse=True)
+    m = len(pairs)
+    invoiced = np.bincount(inverse, weights=amount[in_year], minlength=m)
+    terms = np.bincount(inverse, weights=(amount * (due - issue))[in_year], minlength=m)
+    pos = np.minimum(np.searchsorted(pairs, key), max(m - 1, 0))
+    known = paid_in_year & (pairs[pos] == key) if m else np.zeros(len(key), dtype=bool)
+    paid_amount = np.bincount(pos[known], weights=amount[known], minlength=m)
+    late = np.bincount(pos[known], weights=(amount * (paid - due))[known], minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dbt = np.where(paid_amount > 0, late / np.where(paid_amount > 0, paid_amount, 1), 0.0)
+    usual = invoiced * (terms / invoiced + np.maximum(dbt, 0.0)) / YEAR
+
+    noise = rng.lognormal(0.0, 0.3, m)
+    new = rng.random(m) < 0.08
+    asks = new | (rng.random(m) < 0.35)
+    kind = rng.random(m)
+    up, down, far = rng.uniform(1.05, 2.0, m), rng.uniform(0.5, 1.0, m), rng.uniform(4, 10, m)
+    current = np.where(new, 0.0, np.round(usual * noise, -2))
+    base = np.maximum(current, usual)
+    wish = np.where(kind < 0.60, base * up,
+                    np.where(kind < 0.85, np.where(new, usual * up, current * down),
+                             np.where(kind < 0.95, base * far, 0.0)))
+    requested = np.where(asks, np.round(wish, -2), np.nan)
+    pair_owner = (pairs // N_SUPPLIERS).astype(np.int64)
+    return pd.DataFrame({
+        "buyer_id": pc.take(buyer_ids, pa.array(pair_owner)).to_numpy(zero_copy_only=False),
+        "supplier_id": _ids("S", pairs % N_SUPPLIERS, 5).to_numpy(zero_copy_only=False),
+        "current_limit": current,
+        "requested_limit": requested,
+        "currency": currency[pair_owner],
+    })
 
 
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -545,8 +602,9 @@ def blocks(cfg: SynthConfig) -> Iterator[Block]:
 
 
 def write_world(cfg: SynthConfig, out: str | Path, progress: bool = False) -> dict[str, int]:
-    """Write ``buyers.parquet``, ``invoices/part-*.parquet``, ``events.parquet`` and
-    ``truth.parquet`` to ``out``; returns row counts. Memory is bounded by one block."""
+    """Write ``buyers.parquet``, ``invoices/part-*.parquet``, ``events.parquet``,
+    ``truth.parquet`` and (with ``cfg.exposures``) ``exposures.parquet`` to ``out``; returns
+    row counts. Memory is bounded by one block."""
     out = Path(out)
     inv_dir = out / "invoices"
     out.mkdir(parents=True, exist_ok=True)
@@ -554,6 +612,8 @@ def write_world(cfg: SynthConfig, out: str | Path, progress: bool = False) -> di
     for old in inv_dir.glob("part-*.parquet"):
         old.unlink()
     counts = {"buyers": 0, "invoices": 0, "events": 0, "truth": 0}
+    if cfg.exposures:
+        counts["exposures"] = 0
     writers: dict[str, pq.ParquetWriter] = {}
     n_blocks = -(-cfg.n_buyers // cfg.chunk_buyers)
     task_iter = _progress(blocks(cfg), n_blocks, "synth") if progress else blocks(cfg)
@@ -561,8 +621,10 @@ def write_world(cfg: SynthConfig, out: str | Path, progress: bool = False) -> di
         for i, blk in enumerate(task_iter):
             pq.write_table(blk.invoices, inv_dir / f"part-{i:05d}.parquet")
             counts["invoices"] += blk.invoices.num_rows
-            for name, frame in (("buyers", blk.buyers), ("events", blk.events),
-                                ("truth", blk.truth)):
+            frames = [("buyers", blk.buyers), ("events", blk.events), ("truth", blk.truth)]
+            if blk.exposures is not None:
+                frames.append(("exposures", blk.exposures))
+            for name, frame in frames:
                 table = pa.Table.from_pandas(frame, schema=_SCHEMAS[name], preserve_index=False)
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(out / f"{name}.parquet", _SCHEMAS[name])
@@ -585,6 +647,11 @@ _SCHEMAS = {
     ),
     "truth": pa.schema(
         [("buyer_id", pa.string()), ("as_of", pa.date32()), ("pd_true", pa.float64())]
+    ),
+    "exposures": pa.schema(
+        [("buyer_id", pa.string()), ("supplier_id", pa.string()),
+         ("current_limit", pa.float64()), ("requested_limit", pa.float64()),
+         ("currency", pa.string())]
     ),
 }
 
