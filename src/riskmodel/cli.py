@@ -601,3 +601,44 @@ def score(
     typer.echo(f"scored {res.buyers:,} buyers at {res.as_of} with {version} ({res.engine}): "
                f"{statuses}; grades {shown}; {res.wall:.1f} s, "
                f"{res.per_second:,.0f} buyers/s; wrote {res.out}")
+
+
+@app.command()
+def watch(
+    previous: Annotated[Path, typer.Option(
+        "--previous", help="The earlier scoring output (`riskmodel score --out`).")],
+    current: Annotated[Path, typer.Option(
+        "--current", help="The later scoring output, of a later as-of date.")],
+    book: Annotated[Path, typer.Option(
+        "--book", help="The book the current run was scored from: overdue invoices at both "
+                       "dates and open receivables.")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The watch list, a .parquet or .csv file; <stem>.migration.csv, "
+                      "<stem>.psi.csv and <stem>.summary.json are written beside it.")],
+    delay: Annotated[Path | None, typer.Option(
+        "--delay", help="A scoring output of the 30-day payment-delay model at the current "
+                        "as-of date.")] = None,
+    exposures: Annotated[Path | None, typer.Option(
+        "--exposures", help="Credit limits: a Parquet or CSV file with buyer_id and "
+                            "current_limit; the exposure at risk is then PD x limit.")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """The watch list between two scoring runs: downgrades, doubled PDs, newly overdue
+    buyers and early warnings, by exposure at risk; the grade migration matrix; score and
+    feature PSI."""
+    from riskmodel import pipeline
+
+    prm = _params(params)
+    with _stage() as tick, pipeline.open_book(book, prm, progress=tick) as opened:
+        res = pipeline.watch(opened, previous, current, out, prm, delay=delay,
+                             exposures=exposures, progress=tick)
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+    fired = ", ".join(f"{name} {n:,}" for name, n in res.by_trigger.items())
+    typer.echo(f"watch list: {res.buyers:,} buyers ({fired}); exposure at risk "
+               f"{res.exposure_at_risk:,.0f} (PD x {res.exposure_basis})")
+    typer.echo(f"score PSI {res.score_psi:.4f} ({res.score_flag}); features flagged: "
+               f"{res.feature_flags['act']} act, {res.feature_flags['watch']} watch")
+    typer.echo(f"compared {res.previous.model_label} at {res.previous.as_of} with "
+               f"{res.current.model_label} at {res.current.as_of} in {res.wall:.1f} s; wrote "
+               f"{', '.join(str(p) for p in res.files.values())}")

@@ -1266,3 +1266,44 @@ def score(
         shutil.rmtree(staging, ignore_errors=True)
     return jobs.ScoreResult(out, when, engine, int(counts["buyers"].sum()), counts, seconds,
                             job.lineage, warnings)
+
+
+# --------------------------------------------------------------------------- watch
+
+if TYPE_CHECKING:
+    from riskmodel.decisions.watch import WatchResult
+
+
+def watch(
+    book: Book,
+    previous: str | Path,
+    current: str | Path,
+    out: str | Path,
+    params: Params,
+    *,
+    delay: str | Path | None = None,
+    exposures: str | Path | None = None,
+    progress: Progress | None = None,
+) -> WatchResult:
+    """Compare two scoring outputs of a book (``previous`` before ``current``) and write the
+    watch list to ``out`` (``.parquet`` or ``.csv``) with the grade migration matrix, the
+    score and feature PSI and a summary beside it (see :mod:`riskmodel.decisions.watch`).
+    ``book`` is read at both as-of dates for overdue invoices and open receivables;
+    ``delay`` is a scoring output of the 30-day payment-delay model at the current date;
+    ``exposures`` a file of credit limits (``buyer_id``, ``current_limit``), which the
+    exposure at risk is then computed on."""
+    from riskmodel.decisions import watch as w
+
+    try:
+        files = w.output_paths(out)
+        for path in files.values():
+            output_file(path, "--out")
+        prev = w.read_run(previous, "--previous")
+        cur = w.read_run(current, "--current")
+        late = w.read_run(delay, "--delay") if delay is not None else None
+        notes = w.check_runs(prev, cur, book, late)
+        lines = w.read_lines(exposures) if exposures is not None else None
+        return w.run(prev, cur, book, out, params.watch, delay=late, lines=lines,
+                     notes=notes, progress=progress)
+    except w.WatchError as exc:
+        raise PipelineError(str(exc)) from exc
