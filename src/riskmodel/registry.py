@@ -605,6 +605,12 @@ def fetch_model(uri: str, dst: str | Path, *, project_dir: str | Path | None = N
         return FetchedModel(local, str(reg.get("model_name", "")), str(reg.get("version", "")),
                             str(reg.get("run_id", "")), uri)
     store = Store.at(project_dir)
+    if store.tracking_uri.startswith("sqlite:///"):
+        db = Path(store.tracking_uri.removeprefix("sqlite:///"))
+        if not db.exists():  # a lookup would create an empty store
+            raise RegistryError(f"--model {uri}: no MLflow store at {db}: train and promote a "
+                                "model first (or set MLFLOW_TRACKING_URI, or give a model "
+                                "folder: --model models/buyer-risk)")
     client = store.client()
     dst = Path(dst)
     try:
