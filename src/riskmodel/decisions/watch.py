@@ -543,8 +543,9 @@ def run(previous: Run, current: Run, book: Book, out: str | Path, params: WatchP
         "feature_psi": feature_flags, "notes": notes,
         "files": {k_: str(v) for k_, v in files.items()},
     }
+    seconds["write"] = time.perf_counter() - t0
+    summary["seconds"] = {k_: round(v, 3) for k_, v in seconds.items()}
     text = json.dumps(summary, indent=2) + "\n"
     _atomic(files["summary"], lambda p: _write_text(p, text))
-    seconds["write"] = time.perf_counter() - t0
     return WatchResult(files, previous, current, listed.num_rows, by_trigger, basis, total,
                        s_psi, flag(s_psi, params), feature_flags, same, notes, seconds)
