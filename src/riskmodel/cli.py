@@ -642,3 +642,49 @@ def watch(
     typer.echo(f"compared {res.previous.model_label} at {res.previous.as_of} with "
                f"{res.current.model_label} at {res.current.as_of} in {res.wall:.1f} s; wrote "
                f"{', '.join(str(p) for p in res.files.values())}")
+
+
+@app.command()
+def limits(
+    scores: Annotated[Path, typer.Option(
+        "--scores", help="A scoring output of the book (`riskmodel score --out`).")],
+    book: Annotated[Path, typer.Option(
+        "--book", help="The book the scores were made from (or a raw folder, validated "
+                       "first).")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The recommended limits: a .csv or .parquet file, one row per line.")],
+    exposures: Annotated[Path | None, typer.Option(
+        "--exposures", help="The credit lines: a CSV or Parquet file with the contract's "
+                            "exposures columns (default: the book's exposures table).")] = None,
+    views: Annotated[Path | None, typer.Option(
+        "--views", help="Folder for terms.csv, dso.csv, the expected-loss and concentration "
+                        "views, portfolio.json and bank_coverage.csv.")] = None,
+    rejects: Annotated[Path | None, typer.Option(
+        "--rejects", help="Write the rejected exposure lines with their rule here (.csv or "
+                          ".parquet).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="The model whose training domain (industries, countries) is checked "
+                        "(default: the model named in the scores).")] = None,
+    params: ParamsOpt = None,
+) -> None:
+    """Credit limits: a recommended limit, a decision (approve, reduce, decline, refer), reason
+    codes and a sentence for every credit line, from the scores and the book."""
+    from riskmodel import pipeline
+
+    prm = _params(params)
+    with _stage() as tick, pipeline.open_book(book, prm, progress=tick) as opened:
+        res = pipeline.limits(opened, scores, out, prm, exposures=exposures, views=views,
+                              rejects=rejects, model_uri=model,
+                              project_dir=_project_dir(params), progress=tick)
+    for note in res.warnings:
+        typer.secho(f"warning: {note}", err=True, fg=typer.colors.YELLOW)
+    ex = res.exposures
+    why = ", ".join(f"{r} {c:,}" for r, c in ex.get("reasons", {}).items())
+    decided = ", ".join(f"{d} {c:,}" for d, c in res.decisions.items())
+    model_label = (f"{res.model_name} v{res.model_version}" if res.model_version
+                   else "an unregistered model")
+    typer.echo(f"limits for {res.lines:,} lines of {res.buyers:,} buyers at {res.as_of} "
+               f"({model_label}): {decided}; exposure lines read {ex['read']:,}, rejected "
+               f"{ex['rejected']:,}{f' ({why})' if why else ''}; {res.seconds:.1f} s; wrote "
+               f"{res.out}" + (f" and {len(res.files) - 1} views in {res.views}"
+                               if res.views is not None else ""))

@@ -252,8 +252,8 @@ class LimitsParams(_Strict):
     #: no increase above the current limit for a buyer with an invoice more than this many
     #: days past due
     overdue_days: int = Field(default=90, ge=0)
-    #: limits the policy computes are rounded down to a multiple of this (a request that
-    #: fits is granted as asked); 0: no rounding
+    #: a limit set by a cap is rounded down to a multiple of this, one set by the need
+    #: rounded up (a request that fits is granted as asked); 0: no rounding
     round_to: float = Field(default=100.0, ge=0)
 
     @field_validator("revenue_share")
@@ -281,7 +281,7 @@ class PortfolioParams(_Strict):
     """The portfolio and bank views of ``riskmodel limits --views``."""
 
     #: premium per year as a share of the insured exposure (the limits in force)
-    premium_rate: float = Field(default=0.01, ge=0, le=1)
+    premium_rate: float = Field(default=0.015, ge=0, le=1)
     #: the share of a covered loss the insurer pays (the policyholder keeps the rest)
     insured_share: float = Field(default=0.9, gt=0, le=1)
     #: buyers listed in concentration.csv

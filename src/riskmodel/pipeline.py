@@ -32,6 +32,7 @@ from riskmodel.data.book import Book, BookError, is_book
 from riskmodel.params import Params
 
 if TYPE_CHECKING:
+    from riskmodel.decisions.limits import LimitsResult
     from riskmodel.features.engine import FeatureConfig
     from riskmodel.scoring.job import ScoreResult
 
@@ -1306,4 +1307,95 @@ def watch(
         return w.run(prev, cur, book, out, params.watch, delay=late, lines=lines,
                      notes=notes, progress=progress)
     except w.WatchError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def limits(
+    book: Book,
+    scores: str | Path,
+    out: str | Path,
+    params: Params,
+    *,
+    exposures: str | Path | None = None,
+    views: str | Path | None = None,
+    rejects: str | Path | None = None,
+    model_uri: str | None = None,
+    project_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> LimitsResult:
+    """Recommend a credit limit, a decision, reason codes and a sentence for every credit
+    line of ``exposures`` (a CSV or Parquet file checked with the contract's rules; default:
+    the book's exposures table) from a scoring output of the book, and write them to ``out``
+    (``.csv`` or ``.parquet``); with ``views``, the payment terms, DSO, portfolio and bank
+    views in that folder (see :mod:`riskmodel.decisions`). Rejected exposure lines go to
+    ``rejects`` (``.csv`` or ``.parquet``); above ``data.max_reject_rate`` the stage fails.
+    The industries and countries the model saw in training come from the model that made
+    the scores (``model_uri`` overrides it); when it cannot be read they are not checked."""
+    from riskmodel.decisions import limits as lim
+
+    out = output_file(out, "--out")
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise PipelineError(f"--out {out}: name a .csv or .parquet file")
+    views_dir = output_folder(views, "--views") if views is not None else None
+    if rejects is not None and Path(rejects).suffix.lower() not in (".csv", ".parquet"):
+        raise PipelineError(f"--rejects {rejects}: name a .csv or .parquet file")
+    rejects_path = output_file(rejects, "--rejects") if rejects is not None else None
+    try:
+        sc = lim.read_scores(scores)
+        if sc.as_of > book.observed_until:
+            raise PipelineError(f"--scores {scores}: as of {sc.as_of}, after the book's "
+                                f"observed_until {book.observed_until}: give the book the "
+                                "scores were made from")
+        notes: list[str] = []
+        if sc.manifest.get("data_fingerprint") not in (None, "", book.manifest.raw_fingerprint):
+            notes.append(f"--scores {scores} were made from other data than the book "
+                         f"{book.path} (another data fingerprint)")
+        if exposures is not None:
+            lines = lim.validate_exposures(exposures, lim.book_buyer_ids(book),
+                                           book.observed_until)
+            if rejects_path is not None:
+                rejects_path.parent.mkdir(parents=True, exist_ok=True)
+                if rejects_path.suffix.lower() == ".csv":
+                    lines.rejected.to_csv(rejects_path, index=False, lineterminator="\n")
+                else:
+                    lines.rejected.to_parquet(rejects_path, index=False)
+            if lines.reject_rate > params.data.max_reject_rate:
+                reasons = ", ".join(f"{r} {c:,}" for r, c in lines.counts["reasons"].items())
+                raise RejectLimitError(
+                    f"--exposures {exposures}: rejected share {lines.reject_rate:.2%} above "
+                    f"data.max_reject_rate {params.data.max_reject_rate:.2%} ({reasons})")
+        else:
+            lines = lim.book_exposures(book)
+        given = str(sc.manifest.get("model_uri", "") or "")
+        uri = model_uri
+        if uri is None:
+            if given and not given.startswith(("models:/", "runs:/")) and Path(given).is_dir():
+                uri = given
+            elif sc.model_name and sc.model_version:
+                uri = f"models:/{sc.model_name}/{sc.model_version}"
+            else:
+                uri = given or None
+        categories = None
+        problem = "the scores name no model"
+        if uri is not None and Path(uri).is_dir():
+            categories = lim.model_categories(uri)
+            problem = f"{uri} holds no domain profile or feature spec"
+        elif uri is not None:
+            from riskmodel.registry import RegistryError, fetch_model
+
+            with tempfile.TemporaryDirectory(prefix="riskmodel-limits-") as tmp:
+                try:
+                    fetched = fetch_model(uri, Path(tmp) / "model", project_dir=project_dir)
+                    categories = lim.model_categories(fetched.path)
+                    problem = f"{uri} holds no domain profile or feature spec"
+                except RegistryError as exc:
+                    problem = str(exc)
+        if categories is None:
+            notes.append(f"the model's training domain could not be read ({problem}): "
+                         "industries and countries were not checked (codes L14, L15)")
+        return lim.run(book, sc, lines, params, out, views_dir, categories, notes, progress)
+    except lim.LimitsError as exc:
         raise PipelineError(str(exc)) from exc

@@ -1,0 +1,624 @@
+"""Credit limits (``riskmodel limits``): every expected number below is worked out by hand from
+the policy in docs/decisions.md and the rows of a small hand-built book, never by the code
+under test.
+
+The policy used here (``POLICY``): revenue shares 10, 8, 6, 5, 4, 3, 2, 1.5, 1, 0.5% for
+grades 1-10, LGD 50%, an expected-loss budget of 1,000 per buyer, referral under 180 days of
+history or for a request above 3x the need, no increase past 90 days overdue, limits rounded
+to 100. The as-of date is A = 2024-06-30, so the 12 months are the invoices issued after
+2023-07-01 (A - 365 days, 2024 being a leap year).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from riskmodel import pipeline
+from riskmodel.cli import app
+from riskmodel.data.book import Book
+from riskmodel.decisions.limits import (
+    OUTPUT_SCHEMA,
+    decide,
+    fmt_amount,
+    fmt_percent,
+    output_frame,
+)
+from riskmodel.params import Params, parse_params
+
+runner = CliRunner()
+A = dt.date(2024, 6, 30)
+TODAY = dt.date(2024, 9, 30)
+POLICY: dict[str, Any] = {
+    "limits": {"revenue_share": [0.10, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02, 0.015, 0.01, 0.005],
+               "lgd": 0.5, "el_budget": 1000, "min_history_days": 180,
+               "refer_request_multiple": 3, "overdue_days": 90, "round_to": 100},
+    "terms": {"insurable_max_days": 90, "max_days": [60, 60, 60, 45, 45, 30, 30, 30, 30, 30]},
+    "portfolio": {"premium_rate": 0.02, "insured_share": 0.9, "top": 3},
+}
+
+
+def inv(iid: str, buyer: str, supplier: str | None, issue: str, due: str, amount: float,
+        paid: str | None = None) -> dict[str, Any]:
+    return dict(invoice_id=iid, buyer_id=buyer, supplier_id=supplier, issue_date=issue,
+                due_date=due, amount=amount, paid_date=paid)
+
+
+def buyer(bid: str, revenue: float | None, country: str = "DE", industry: str = "C"
+          ) -> dict[str, Any]:
+    return dict(buyer_id=bid, country=country, industry=industry, founded_year=2000,
+                employees=10.0, annual_revenue=revenue)
+
+
+# every buyer but BS has an invoice from before the 12 months, for its history
+INVOICES = [
+    # BA: 36,500 on 30 days paid 10 days late, 36,500 on 60 days paid on time
+    inv("a0", "BA", "S1", "2022-01-01", "2022-01-31", 1000, "2022-01-31"),
+    inv("a1", "BA", "S1", "2024-01-01", "2024-01-31", 36500, "2024-02-10"),
+    inv("a2", "BA", "S1", "2024-03-01", "2024-04-30", 36500, "2024-04-30"),
+    # BR: no annual revenue; 60,000 with S1 and 40,000 with S2 in the 12 months
+    inv("r0", "BR", "S1", "2023-01-02", "2023-02-01", 500, "2023-02-01"),
+    inv("r1", "BR", "S1", "2024-02-01", "2024-03-02", 60000, "2024-03-02"),
+    inv("r2", "BR", "S2", "2024-03-01", "2024-03-31", 40000, "2024-03-31"),
+    # BZ: S1 trades, S2 has an open invoice and one paid 20 days late, S3 never traded
+    inv("z0", "BZ", "S1", "2022-06-01", "2022-07-01", 1000, "2022-07-01"),
+    inv("z1", "BZ", "S2", "2024-05-01", "2024-06-30", 18250),
+    inv("z2", "BZ", "S2", "2023-09-01", "2023-10-31", 18250, "2023-11-20"),
+    inv("z3", "BZ", "S1", "2024-04-01", "2024-05-01", 5000, "2024-05-01"),
+    # BD: in default
+    inv("d0", "BD", "S1", "2023-01-01", "2023-01-31", 2000),
+    # BO: an invoice 150 days past due at A (its scores say grade 4 all the same)
+    inv("o0", "BO", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("o1", "BO", "S1", "2024-01-01", "2024-02-01", 120000),
+    # BX: not in the scores
+    inv("x0", "BX", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("x1", "BX", "S1", "2024-03-01", "2024-03-31", 3650, "2024-03-31"),
+    # BN: nothing in the last year
+    inv("n0", "BN", "S1", "2022-01-01", "2022-01-31", 1000, "2022-01-31"),
+    # BS: first invoice 121 days before A
+    inv("s1", "BS", "S1", "2024-03-01", "2024-03-31", 36500, "2024-03-31"),
+    # BQ, BU: need 3,000 each
+    inv("q0", "BQ", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("q1", "BQ", "S1", "2024-03-01", "2024-03-31", 36500, "2024-03-31"),
+    inv("u0", "BU", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("u1", "BU", "S1", "2024-03-01", "2024-03-31", 36500, "2024-03-31"),
+    # BL: PD 20%: the expected-loss budget binds
+    inv("l0", "BL", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("l1", "BL", "S1", "2024-01-01", "2024-01-31", 100000, "2024-01-31"),
+    # BW: one line without supplier_id: the buyer's trading with every supplier
+    inv("w0", "BW", "S1", "2023-01-01", "2023-01-31", 1000, "2023-01-31"),
+    inv("w1", "BW", "S1", "2024-01-01", "2024-01-31", 36500, "2024-01-31"),
+    inv("w2", "BW", "S2", "2024-02-01", "2024-03-02", 36500, "2024-03-02"),
+]
+BUYERS = [buyer("BA", 1e6), buyer("BR", None, "FR", "G"), buyer("BZ", 2e6), buyer("BD", 5e5),
+          buyer("BO", 1e6), buyer("BX", 1e6), buyer("BN", 1e6), buyer("BS", 1e6, "FR", "G"),
+          buyer("BQ", 1e6), buyer("BU", 1e6, "DE", "Q"), buyer("BL", 1e7), buyer("BW", 1e6)]
+EVENTS = [dict(buyer_id="BD", event_date="2024-05-01", event_type="insolvency")]
+# buyer, status, PD, grade (BX is not scored)
+SCORES = [("BA", "scored", 0.01, "3"), ("BR", "scored", 0.02, "5"),
+          ("BZ", "scored", 0.005, "2"), ("BD", "in_default", 1.0, "D"),
+          ("BO", "scored", 0.01, "4"), ("BN", "no_recent_history", None, None),
+          ("BS", "scored", 0.01, "3"), ("BQ", "scored", 0.01, "3"),
+          ("BU", "scored", 0.01, "3"), ("BL", "scored", 0.2, "9"), ("BW", "scored", 0.01, "3")]
+# buyer, supplier, current, requested
+LINES = [("BA", "S1", 15000, 20000), ("BR", "S1", 3000, 5000), ("BR", "S2", 1000, 2000),
+         ("BZ", "S1", 5000, 0), ("BZ", "S2", 10000, None), ("BZ", "S3", 3000, None),
+         ("BD", "S1", 20000, 50000), ("BO", "S1", 10000, 30000), ("BX", "S1", 1000, 800),
+         ("BN", "S1", 500, None), ("BS", "S1", 0, 3000), ("BQ", "S1", 2000, 9001),
+         ("BL", "S1", 8000, 24000), ("BU", "S1", 2000, 2500), ("BW", None, 5000, None)]
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def write_raw(root: Path, invoices: list[dict], buyers: list[dict], events: list[dict],
+              exposures: pd.DataFrame | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(invoices).to_csv(root / "invoices.csv", index=False)
+    pd.DataFrame(buyers).to_csv(root / "buyers.csv", index=False)
+    pd.DataFrame(events, columns=["buyer_id", "event_date", "event_type"]).to_csv(
+        root / "events.csv", index=False)
+    if exposures is not None:
+        exposures.to_csv(root / "exposures.csv", index=False)
+    return root
+
+
+def lines_frame(lines: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(lines, columns=["buyer_id", "supplier_id", "current_limit",
+                                        "requested_limit"])
+
+
+def make_book(root: Path, invoices: list[dict], buyers: list[dict], events: list[dict],
+              exposures: pd.DataFrame | None = None, as_of: dt.date = A) -> Book:
+    raw = write_raw(root / "raw", invoices, buyers, events, exposures)
+    pipeline.validate(raw, root / "book", Params(), observed_until=as_of, today=TODAY)
+    return Book(root / "book")
+
+
+def write_scores(path: Path, rows: list[tuple], book: Book, as_of: dt.date = A,
+                 model_uri: str = "") -> Path:
+    """A scoring output as ``riskmodel score`` writes it (the columns the decisions read)."""
+    path.mkdir(parents=True, exist_ok=True)
+    order = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "D"]
+    grade = pa.DictionaryArray.from_arrays(
+        pa.array([order.index(g) if g else None for _, _, _, g in rows], pa.int8()),
+        pa.array(order), ordered=True)
+    table = pa.table({
+        "buyer_id": [r[0] for r in rows],
+        "as_of": pa.array([as_of] * len(rows), pa.date32()),
+        "status": [r[1] for r in rows],
+        "pd": pa.array([r[2] for r in rows], pa.float64()),
+        "grade": grade,
+        "grade_rank": pa.array([order.index(g) + 1 if g else None for *_, g in rows],
+                               pa.int8()),
+    })
+    pq.write_table(table, path / "part-00000.parquet")
+    manifest = {"kind": "riskmodel-scores", "as_of": as_of.isoformat(),
+                "model_name": "buyer-risk", "model_version": "7", "model_run_id": "r",
+                "data_fingerprint": book.manifest.raw_fingerprint, "model_uri": model_uri}
+    (path / "_scoring.json").write_text(json.dumps(manifest))
+    return path
+
+
+def write_model(path: Path, industries: list[str], countries: list[str]) -> Path:
+    """A model folder's feature spec: the categories it saw in training."""
+    files = path / "artifacts" / "riskmodel"
+    files.mkdir(parents=True)
+    (files / "features.json").write_text(json.dumps({
+        "names": ["industry", "country"],
+        "categories": {"industry": industries, "country": countries}}))
+    return path
+
+
+def write_params(path: Path, **overrides: Any) -> Path:
+    data = json.loads(json.dumps(POLICY))
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        data.setdefault(section, {})[name] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def read_out(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"grade": str, "supplier_id": str,
+                                     "decision_reasons": str, "model_version": str})
+    frame["decision_reasons"] = frame["decision_reasons"].fillna("")
+    return frame
+
+
+def cli(*args: Any) -> tuple[int, str]:
+    res = runner.invoke(app, [str(a) for a in args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("limits")
+    book = make_book(root, INVOICES, BUYERS, EVENTS, exposures=lines_frame(LINES))
+    model = write_model(root / "model", ["C", "G"], ["DE", "FR"])
+    scores = write_scores(root / "scores", SCORES, book, model_uri=str(model))
+    lines_file = root / "lines.csv"
+    lines_frame(LINES).to_csv(lines_file, index=False)
+    return {"root": root, "book": book.path, "scores": scores, "lines": lines_file,
+            "params": write_params(root / "params.yaml"), "model": model}
+
+
+@pytest.fixture(scope="module")
+def result(world: dict[str, Path]) -> pd.DataFrame:
+    out = world["root"] / "out" / "limits.csv"
+    code, text = cli("limits", "--scores", world["scores"], "--exposures", world["lines"],
+                     "--book", world["book"], "--out", out, "--views", world["root"] / "views",
+                     "--params", world["params"])
+    assert code == 0, text
+    assert "limits for 15 lines of 12 buyers at 2024-06-30 (buyer-risk v7)" in text
+    assert "approve 3, reduce 5, decline 2, refer 5" in text
+    return read_out(out)
+
+
+def line(result: pd.DataFrame, b: str, s: str | None) -> pd.Series:
+    supplier = result["supplier_id"].isna() if s is None else result["supplier_id"] == s
+    found = result[(result["buyer_id"] == b) & supplier]
+    assert len(found) == 1
+    return found.iloc[0]
+
+
+# --------------------------------------------------------------------------- hand-worked lines
+
+
+def test_a_request_within_every_cap_is_approved_as_asked(result: pd.DataFrame) -> None:
+    row = line(result, "BA", "S1")
+    # 73,000 invoiced; terms (30 x 36,500 + 60 x 36,500) / 73,000 = 45 days; the two
+    # invoices paid in the year: 10 and 0 days late, 5 days weighted
+    assert row["need"] == pytest.approx(73000 * (45 + 5) / 365)
+    assert row["need"] == pytest.approx(10000.0)
+    assert row["revenue"] == 1e6 and row["revenue_source"] == "annual_revenue"
+    assert row["grade_cap"] == pytest.approx(0.06 * 1e6)
+    assert row["el_cap"] == pytest.approx(1000 / (0.01 * 0.5))
+    assert row["recommended_limit"] == 20000
+    assert row["decision"] == "approve" and row["decision_reasons"] == ""
+    assert row["sentence"] == "Approve 20,000 as requested (grade 3, PD 1.0%)."
+    assert row["as_of"] == "2024-06-30" and row["model_name"] == "buyer-risk"
+    assert row["model_version"] == "7"
+
+
+def test_missing_revenue_falls_back_to_invoicing_and_the_cap_is_split_pro_rata(
+        result: pd.DataFrame) -> None:
+    s1, s2 = line(result, "BR", "S1"), line(result, "BR", "S2")
+    # no annual revenue: the 12 months' invoicing over both suppliers, 60,000 + 40,000
+    for row in (s1, s2):
+        assert row["revenue"] == 100000 and row["revenue_source"] == "invoiced_12m"
+        assert row["grade_cap"] == pytest.approx(0.04 * 100000)  # grade 5: 4,000
+        assert row["el_cap"] == pytest.approx(1000 / (0.02 * 0.5))
+        assert row["decision"] == "reduce" and row["decision_reasons"] == "L02;L04;L09"
+    # the requests, 5,000 and 2,000, exceed 4,000 together: each gets its share, rounded down
+    assert s1["recommended_limit"] == np.floor(5000 * 4000 / 7000 / 100) * 100 == 2800
+    assert s2["recommended_limit"] == np.floor(2000 * 4000 / 7000 / 100) * 100 == 1100
+    assert s1["need"] == pytest.approx(round(60000 * 30 / 365, 2))
+    assert s2["need"] == pytest.approx(round(40000 * 30 / 365, 2))
+    assert s1["sentence"] == (
+        "Reduce to 2,800 (requested 5,000): grade 5 allows 4% of the buyer's invoicing over "
+        "the last 12 months (annual revenue unknown) of 100,000, 4,000 for its 2 lines "
+        "together, shared in proportion to what each line asks.")
+
+
+def test_zero_request_closes_the_line(result: pd.DataFrame) -> None:
+    row = line(result, "BZ", "S1")
+    assert row["recommended_limit"] == 0
+    assert row["decision"] == "approve" and row["decision_reasons"] == "L06"
+    assert row["sentence"] == "Close the line as requested (limit 0)."
+
+
+def test_no_request_follows_the_need_and_exposure_above_the_limit_is_flagged(
+        result: pd.DataFrame) -> None:
+    row = line(result, "BZ", "S2")
+    # 36,500 invoiced on 60 days; the one invoice paid in the year was 20 days late
+    assert row["need"] == pytest.approx(36500 * (60 + 20) / 365) == 8000
+    assert row["open_receivables"] == 18250  # z1, issued 2024-05-01, open at A
+    assert row["requested_limit"] != row["requested_limit"]  # no request (empty)
+    assert row["recommended_limit"] == 8000
+    assert row["decision"] == "reduce" and row["decision_reasons"] == "L05;L10"
+    assert row["sentence"] == (
+        "Reduce to 8,000 (current 10,000): the buyer's usual outstanding with you over the "
+        "last 12 months is 8,000. Open receivables of 18,250 exceed the limit by 10,250; the "
+        "excess is not insured.")
+
+
+def test_no_request_and_no_trading_is_a_decline(result: pd.DataFrame) -> None:
+    row = line(result, "BZ", "S3")
+    assert row["need"] == 0 and row["recommended_limit"] == 0
+    assert row["decision"] == "decline" and row["decision_reasons"] == "L05;L08"
+    assert row["sentence"] == ("Decline (current 3,000): no invoices to this buyer in the "
+                               "last 12 months, so there is no need for a limit.")
+
+
+def test_grade_d_is_declined_with_zero(result: pd.DataFrame) -> None:
+    row = line(result, "BD", "S1")
+    assert row["grade"] == "D" and row["pd"] == 1.0
+    assert row["grade_cap"] == 0 and row["recommended_limit"] == 0
+    assert row["decision"] == "decline" and row["decision_reasons"] == "L01;L10"
+    assert row["sentence"] == (
+        "Decline (requested 50,000): the buyer is in default (grade D), so there is no cover. "
+        "Open receivables of 2,000 exceed the limit by 2,000; the excess is not insured.")
+
+
+def test_more_than_90_days_overdue_gets_no_increase(result: pd.DataFrame) -> None:
+    row = line(result, "BO", "S1")
+    # every cap allows the 30,000 asked (5% of 1,000,000; 1,000 / (1% x 50%)); the invoice due
+    # 2024-02-01 and open at A is 150 days past due: held at the current 10,000
+    assert row["grade_cap"] == pytest.approx(50000) and row["el_cap"] == pytest.approx(200000)
+    assert row["recommended_limit"] == 10000
+    assert row["decision"] == "reduce" and row["decision_reasons"] == "L07;L10"
+    assert row["sentence"].startswith(
+        "Reduce to 10,000 (requested 30,000): an invoice is 150 days past due, so the limit "
+        "is not raised above the current 10,000.")
+
+
+def test_a_buyer_absent_from_the_scores_is_referred_never_approved(
+        result: pd.DataFrame) -> None:
+    row = line(result, "BX", "S1")
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L12"
+    assert np.isnan(row["recommended_limit"]) and np.isnan(row["pd"])
+    assert row["sentence"] == ("Refer to a credit manager: the buyer is not in the scores. "
+                               "No limit is computed without a PD.")
+
+
+def test_no_recent_history_is_referred(result: pd.DataFrame) -> None:
+    row = line(result, "BN", "S1")
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L11"
+    assert np.isnan(row["recommended_limit"])
+
+
+def test_short_history_is_referred_with_what_the_policy_would_give(
+        result: pd.DataFrame) -> None:
+    row = line(result, "BS", "S1")
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L13"
+    assert row["recommended_limit"] == 3000
+    assert row["sentence"] == (
+        "Refer to a credit manager: only 121 days of payment history (fewer than 180). The "
+        "policy alone gives 3,000 (requested 3,000).")
+
+
+def test_a_request_above_three_times_the_need_is_referred(result: pd.DataFrame) -> None:
+    row = line(result, "BQ", "S1")
+    assert row["need"] == pytest.approx(36500 * 30 / 365) == 3000
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L16"
+    assert row["recommended_limit"] == 9001  # 9,001 fits every cap
+
+
+def test_an_industry_the_model_never_saw_is_referred(result: pd.DataFrame) -> None:
+    row = line(result, "BU", "S1")
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L14"
+    assert row["sentence"] == ("Refer to a credit manager: industry Q was never seen by the "
+                               "model. The policy alone gives 2,500 (requested 2,500).")
+
+
+def test_the_expected_loss_budget_binds(result: pd.DataFrame) -> None:
+    row = line(result, "BL", "S1")
+    assert row["grade_cap"] == pytest.approx(0.01 * 1e7)
+    assert row["el_cap"] == pytest.approx(1000 / (0.2 * 0.5)) == 10000
+    assert row["recommended_limit"] == 10000
+    assert row["decision"] == "reduce" and row["decision_reasons"] == "L03"
+    assert row["sentence"] == ("Reduce to 10,000 (requested 24,000): the expected-loss budget "
+                               "of 1,000 at PD 20.0% and LGD 50% allows 10,000.")
+
+
+def test_a_line_without_supplier_covers_the_buyers_trading_with_everyone(
+        result: pd.DataFrame) -> None:
+    row = line(result, "BW", None)
+    assert row["need"] == pytest.approx(73000 * 30 / 365) == 6000
+    assert row["recommended_limit"] == 6000
+    assert row["decision"] == "approve" and row["decision_reasons"] == "L05"
+    assert row["sentence"] == ("Increase to 6,000 (current 5,000): the buyer's usual "
+                               "outstanding with you over the last 12 months is 6,000.")
+
+
+def test_the_output_has_the_documented_columns_one_row_per_line(result: pd.DataFrame) -> None:
+    assert list(result.columns) == OUTPUT_SCHEMA.names
+    assert len(result) == len(LINES)
+
+
+def test_the_books_exposures_table_is_used_without_a_file(world: dict[str, Path],
+                                                          result: pd.DataFrame,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "limits.parquet"
+    code, text = cli("limits", "--scores", world["scores"], "--book", world["book"],
+                     "--out", out, "--params", world["params"])
+    assert code == 0, text
+    got = pd.read_parquet(out)
+    assert len(got) == len(LINES)
+    assert got["recommended_limit"].fillna(-1).tolist() == \
+        result["recommended_limit"].fillna(-1).tolist()
+    assert got["sentence"].tolist() == result["sentence"].tolist()
+
+
+def test_without_exposures_anywhere_it_is_an_error(world: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    book = make_book(tmp_path, INVOICES, BUYERS, EVENTS)
+    scores = write_scores(tmp_path / "scores", SCORES, book)
+    code, text = cli("limits", "--scores", scores, "--book", book.path, "--out",
+                     tmp_path / "o.csv", "--params", world["params"])
+    assert code == 2 and "no exposures table" in text
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_scores_that_are_not_a_scoring_output_are_an_error(world: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    code, text = cli("limits", "--scores", tmp_path, "--book", world["book"], "--out",
+                     tmp_path / "o.csv", "--params", world["params"])
+    assert code == 2 and "not a scoring output" in text
+
+
+def test_identical_inputs_give_identical_bytes(world: dict[str, Path], tmp_path: Path) -> None:
+    digests = []
+    for name in ("a", "b"):
+        code, text = cli("limits", "--scores", world["scores"], "--exposures", world["lines"],
+                         "--book", world["book"], "--out", tmp_path / name / "limits.csv",
+                         "--views", tmp_path / name / "views", "--params", world["params"])
+        assert code == 0, text
+        digests.append({p.relative_to(tmp_path / name).as_posix(): p.read_bytes()
+                        for p in sorted((tmp_path / name).rglob("*")) if p.is_file()})
+    assert len(digests[0]) == 9 and digests[0] == digests[1]
+
+
+def test_the_industry_check_is_skipped_with_a_warning_when_the_model_is_unknown(
+        world: dict[str, Path], tmp_path: Path) -> None:
+    book = Book(world["book"])
+    scores = write_scores(tmp_path / "scores", SCORES, book, model_uri=str(tmp_path / "none"))
+    res = runner.invoke(app, ["limits", "--scores", str(scores), "--exposures",
+                              str(world["lines"]), "--book", str(world["book"]), "--out",
+                              str(tmp_path / "o.csv"), "--params", str(world["params"])])
+    assert res.exit_code == 0, res.output
+    assert "industries and countries were not checked" in res.output
+    row = read_out(tmp_path / "o.csv").query("buyer_id == 'BU'").iloc[0]
+    assert row["decision"] == "approve"  # 2,500 asked, need 3,000, every cap far above
+
+
+# --------------------------------------------------------------------------- bad exposure rows
+
+
+def test_bad_exposure_values_are_rejected_with_their_rule(world: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    text = ("buyer_id,supplier_id,current_limit,requested_limit\n"
+            "BA,S1,15000,20000\n"
+            "BA,S2,-5,\n"            # current_limit_negative
+            "BA,S3,NaN,100\n"        # missing_current_limit (NaN is missing)
+            "BA,S4,inf,\n"           # current_limit_not_finite
+            "BA,S5,100,-1\n"         # requested_limit_negative
+            "BA,S6,100,inf\n"        # requested_limit_not_finite
+            "BA,S7,100,-inf\n"       # requested_limit_not_finite
+            "NOBODY,S1,100,100\n"    # unknown_buyer_id
+            "BA,S1,1,1\n"            # duplicate_exposure
+            "BZ,S2,10000,NaN\n")     # accepted: a NaN request is no request
+    path = tmp_path / "lines.csv"
+    path.write_text(text)
+    out, rejects = tmp_path / "o.csv", tmp_path / "rejects.csv"
+    params = write_params(tmp_path / "p.yaml", data__max_reject_rate=1.0)
+    code, output = cli("limits", "--scores", world["scores"], "--exposures", path, "--book",
+                       world["book"], "--out", out, "--rejects", rejects, "--params", params)
+    assert code == 0, output
+    assert "exposure lines read 10, rejected 8" in output
+    rej = pd.read_csv(rejects, dtype=str)
+    assert sorted(zip(rej["buyer_id"], rej["supplier_id"], rej["reason"], strict=True)) == [
+        ("BA", "S1", "duplicate_exposure"), ("BA", "S2", "current_limit_negative"),
+        ("BA", "S3", "missing_current_limit"), ("BA", "S4", "current_limit_not_finite"),
+        ("BA", "S5", "requested_limit_negative"), ("BA", "S6", "requested_limit_not_finite"),
+        ("BA", "S7", "requested_limit_not_finite"), ("NOBODY", "S1", "unknown_buyer_id")]
+    got = read_out(out)
+    assert len(got) + len(rej) == 10  # rows read = accepted + rejected
+    bz = got[got["buyer_id"] == "BZ"].iloc[0]
+    assert np.isnan(bz["requested_limit"]) and bz["recommended_limit"] == 8000
+
+
+def test_above_the_reject_limit_the_run_fails_and_writes_nothing(world: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text("buyer_id,supplier_id,current_limit\nBA,S1,100\nBA,S2,-1\n")
+    out = tmp_path / "o.csv"
+    code, output = cli("limits", "--scores", world["scores"], "--exposures", path, "--book",
+                       world["book"], "--out", out, "--params", world["params"])
+    assert code == 1
+    assert "rejected share 50.00%" in output and "current_limit_negative 1" in output
+    assert not out.exists()
+
+
+def test_a_wrong_type_column_is_a_contract_error(world: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text("buyer_id,current_limit\nBA,x\nBZ,y\nBD,z\n")
+    code, output = cli("limits", "--scores", world["scores"], "--exposures", path, "--book",
+                       world["book"], "--out", tmp_path / "o.csv", "--params", world["params"])
+    assert code == 2 and "current_limit" in output and "wrong type" in output
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def test_amounts_and_percentages_are_formatted_for_people() -> None:
+    got = fmt_amount(np.array([0, 45000, 1234567.4, 999.5, 1e12, np.nan, -2500]))
+    assert got.to_pylist() == ["0", "45,000", "1,234,567", "1,000", "1,000,000,000,000",
+                               None, "-2,500"]
+    assert fmt_percent(np.array([0.023, 0.0045, 0.2, 1.0, 0.0001])).to_pylist() == [
+        "2.3%", "0.45%", "20.0%", "100.0%", "0.01%"]
+
+
+# --------------------------------------------------------------------------- properties
+
+PRM = parse_params(POLICY).limits
+
+
+@st.composite
+def books(draw: st.DrawFn) -> pd.DataFrame:
+    """Lines of 1-3 buyers, 1-4 lines each, with anything the policy reads."""
+    rows = []
+    for b in range(draw(st.integers(1, 3))):
+        rank = draw(st.one_of(st.none(), st.integers(1, 11)))
+        pdv = None if rank is None else (1.0 if rank == 11 else
+                                         draw(st.floats(0.0001, 0.6)))
+        status = ("no_recent_history" if rank is None else
+                  "in_default" if rank == 11 else "scored")
+        revenue = draw(st.floats(0, 1e8))
+        dpd = draw(st.one_of(st.none(), st.integers(-60, 400)))
+        history = draw(st.one_of(st.none(), st.integers(0, 3000)))
+        for s in range(draw(st.integers(1, 4))):
+            rows.append(dict(
+                buyer_id=f"B{b}", supplier_id=f"S{s}",
+                current_limit=draw(st.sampled_from([0.0, 500.0, 10000.0, 123456.0])),
+                requested_limit=draw(st.one_of(st.none(), st.just(0.0),
+                                               st.floats(1, 5e6))),
+                need=draw(st.floats(0, 2e6)), open_receivables=draw(st.floats(0, 1e6)),
+                revenue=revenue,
+                revenue_source=draw(st.sampled_from(["annual_revenue", "invoiced_12m"])),
+                status=status, pd=pdv,
+                grade=None if rank is None else ("D" if rank == 11 else str(rank)),
+                grade_rank=rank, history_days=history, max_dpd=dpd, industry="C",
+                country="DE", industry_seen=draw(st.booleans()), country_seen=True))
+    frame = pd.DataFrame(rows)
+    frame["requested_limit"] = frame["requested_limit"].astype(float)
+    frame["pd"] = frame["pd"].astype(float)
+    frame["grade_rank"] = frame["grade_rank"].astype(float)
+    frame["history_days"] = frame["history_days"].astype(float)
+    frame["max_dpd"] = frame["max_dpd"].astype(float)
+    return frame
+
+
+FAST = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(books())
+def test_never_above_the_request_nor_the_caps(frame: pd.DataFrame) -> None:
+    got = decide(frame, PRM)
+    rec, req = got["recommended_limit"], got["requested_limit"]
+    both = rec.notna() & req.notna()
+    assert (rec[both] <= req[both]).all()
+    # no PD, no limit; grade D, 0
+    assert got.loc[got["pd"].isna(), "recommended_limit"].isna().all()
+    assert (got.loc[got["grade_rank"] == 11, "recommended_limit"] == 0).all()
+    # the buyer's lines together within both caps (a rounding hair aside)
+    per_buyer = got.groupby("buyer_id").agg(total=("recommended_limit", "sum"),
+                                            grade_cap=("grade_cap", "first"),
+                                            el_cap=("el_cap", "first"),
+                                            pd=("pd", "first"))
+    scored = per_buyer[per_buyer["pd"].notna()]
+    total = scored["total"].to_numpy()
+    tol = 1e-6 * total + 0.01
+    assert (total <= scored["grade_cap"].to_numpy() + tol).all()
+    assert (total <= scored["el_cap"].fillna(np.inf).to_numpy() + tol).all()
+    # decisions follow their definitions
+    ref = got["requested_limit"].fillna(got["current_limit"])
+    dec = got["decision"]
+    assert ((dec == "decline") <= (got["recommended_limit"] == 0)).all()
+    assert (got.loc[dec == "reduce", "recommended_limit"] < ref[dec == "reduce"]).all()
+    assert (got.loc[dec == "approve", "recommended_limit"] >= ref[dec == "approve"]).all()
+    assert (dec[got["pd"].isna()] == "refer").all()
+
+
+@FAST
+@given(books(), st.integers(1, 10), st.integers(0, 10), st.floats(0.0001, 0.3),
+       st.floats(0, 0.3))
+def test_a_worse_grade_never_gets_a_larger_cap(frame: pd.DataFrame, g: int, worse: int,
+                                               pd_good: float, more: float) -> None:
+    g_bad = min(g + worse, 11)
+    pd_bad = 1.0 if g_bad == 11 else min(pd_good + more, 1.0)
+
+    def at(rank: int, pdv: float) -> pd.DataFrame:
+        f = frame.assign(grade_rank=float(rank), pd=pdv,
+                         grade="D" if rank == 11 else str(rank),
+                         status="in_default" if rank == 11 else "scored")
+        return decide(f, PRM)
+
+    good, bad = at(g, pd_good), at(g_bad, pd_bad)
+    cap_good = np.fmin(good["grade_cap"], good["el_cap"].fillna(np.inf))
+    cap_bad = np.fmin(bad["grade_cap"], bad["el_cap"].fillna(np.inf))
+    assert (cap_bad <= cap_good + 1e-6).all()
+    assert (bad["recommended_limit"] <= good["recommended_limit"] + 1e-6).all()
+
+
+@FAST
+@given(books(), st.randoms(use_true_random=False))
+def test_identical_inputs_give_identical_bytes_in_any_row_order(frame: pd.DataFrame,
+                                                                rnd: Any) -> None:
+    def written(f: pd.DataFrame) -> bytes:
+        got = output_frame(decide(f, PRM), A, {"model_name": "m", "model_version": "1"})
+        got = got.sort_values(["buyer_id", "supplier_id"], kind="stable")
+        return got.to_csv(index=False).encode()
+
+    order = list(range(len(frame)))
+    rnd.shuffle(order)
+    once = written(frame)
+    assert written(frame) == once
+    assert written(frame.iloc[order].reset_index(drop=True)) == once
