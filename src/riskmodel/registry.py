@@ -133,7 +133,15 @@ class RiskPyfunc(PythonModel):
         self.model = RiskModel.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return self.model.predict(model_input).reset_index(drop=True)
+        """``pd``, ``grade``, ``margin`` per row, in the order of the rows. Rows the model
+        cannot score (``status`` empty or not ``active``/``in_default``) raise an
+        ``INVALID_PARAMETER_VALUE`` MlflowException that names the problem: ``mlflow models
+        serve`` answers it with HTTP 400 and that message, where any other exception would
+        be a generic "unexpected error" with the reason only in a stack trace."""
+        try:
+            return self.model.predict(model_input).reset_index(drop=True)
+        except FeatureMismatchError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from exc
 
 
 def signature(model: RiskModel) -> ModelSignature:
