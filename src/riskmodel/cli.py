@@ -134,6 +134,13 @@ def _stage() -> Iterator[Callable[[str, int, int], None]]:
             raise
         except OSError as exc:  # a path that cannot be read or written
             raise _fail(_os_message(exc), 2) from exc
+        except Exception as exc:
+            # the tracking server refused (no permission, wrong credentials) or failed: its
+            # message, not a traceback; looked up by module so the CLI never imports MLflow
+            if type(exc).__module__.startswith("mlflow"):
+                text = str(exc).strip().splitlines()
+                raise _fail(f"MLflow: {text[0] if text else type(exc).__name__}", 2) from exc
+            raise
 
 
 def _os_message(exc: OSError) -> str:
@@ -570,6 +577,10 @@ def score(
     spark_master: Annotated[str | None, typer.Option(
         "--spark-master", help="Spark master URL, e.g. 'local[2]' (default: the session of "
                                "spark-submit, else local[*]).")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="An earlier scoring output of the whole book at the same as-of "
+                            "date: use its peer and cycle context and portfolio medians (to "
+                            "score a few new buyers as the book's run scored them).")] = None,
     params: ParamsOpt = None,
     observed_until: ObservedUntil = None,
     mapping: MappingOpt = None,
@@ -584,7 +595,8 @@ def score(
                                 observed_until=_date(observed_until), progress=tick) as book:
             res = pipeline.score(book, out, prm, model_uri=model, as_of=_date(as_of),
                                  top=explain, engine=engine, spark_master=spark_master,
-                                 project_dir=_project_dir(params), progress=tick)
+                                 reference=reference, project_dir=_project_dir(params),
+                                 progress=tick)
     for warning in res.warnings:
         typer.echo(f"warning: {warning}", err=True)
     by_status = res.counts.groupby("status")["buyers"].sum()

@@ -1169,6 +1169,7 @@ def score(
     top: int | None = None,
     engine: str = "local",
     spark_master: str | None = None,
+    reference: str | Path | None = None,
     project_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> ScoreResult:
@@ -1178,7 +1179,11 @@ def score(
     lineage as a Parquet dataset at ``out`` (see :mod:`riskmodel.scoring`). The book is read
     a bucket at a time, by this process (``engine='local'``) or by Spark executors
     (``engine='spark'``: ``spark_master``, or the session of ``spark-submit``); ``out``
-    appears only when every buyer is scored."""
+    appears only when every buyer is scored.
+
+    ``reference``, an earlier scoring output of the whole book at the same as-of date: its
+    peer and cycle context and its portfolio medians are used instead of this data's (to
+    score a few new buyers as the nightly run would have scored them)."""
     import time
 
     from riskmodel.features.catalogue import lookup
@@ -1198,6 +1203,18 @@ def score(
         jobs.check_out(out)
     except jobs.ScoringError as exc:
         raise PipelineError(str(exc)) from exc
+    fixed = None
+    ref_manifest: dict[str, Any] = {}
+    if reference is not None:
+        try:
+            ref_manifest, fixed = jobs.read_reference(reference)
+        except jobs.ScoringError as exc:
+            raise PipelineError(str(exc)) from exc
+        ref_day = dt.date.fromisoformat(str(ref_manifest["as_of"]))
+        if as_of is not None and as_of != ref_day:
+            raise PipelineError(f"--as-of {as_of}: the reference {reference} was scored at "
+                                f"{ref_day}; its context holds that date only")
+        as_of = ref_day
     when = as_of or book.observed_until
     if when > book.observed_until:
         raise PipelineError(f"--as-of {when} is after the book's observed_until "
@@ -1223,6 +1240,8 @@ def score(
         # one DuckDB thread a unit: Spark gives each task one core, and the local engine
         # runs two units side by side; the same setting in both gives the same bytes
         cfg = dataclasses.replace(feature_config(params, book), threads=1)
+        if fixed is not None:
+            cfg = _reference_config(cfg, ref_manifest, fixed, reference)
         made = set(feature_names(cfg))
         lacking = [n for n in model.spec.names if n not in made]
         if lacking:
@@ -1251,22 +1270,44 @@ def score(
         if engine == "spark":
             from riskmodel.scoring.spark import run as run_spark
 
-            counts, warnings = run_spark(job, buckets, params.score.typical_buyers, seconds,
-                                         master=spark_master, progress=progress)
+            counts, mid = run_spark(job, buckets, params.score.typical_buyers, seconds,
+                                    master=spark_master, progress=progress, fixed=fixed)
         else:
             from riskmodel.scoring.local import run as run_local
 
-            counts, warnings = run_local(job, buckets, params.score.typical_buyers, seconds,
-                                         progress=progress)
+            counts, mid = run_local(job, buckets, params.score.typical_buyers, seconds,
+                                    progress=progress, fixed=fixed)
         t0 = time.perf_counter()
-        jobs.publish(job, staging, out, counts, {"engine": engine, "model_uri": uri})
+        extra = {"engine": engine, "model_uri": uri,
+                 "data_start": cfg.data_start.isoformat() if cfg.data_start else None,
+                 "reference": str(reference) if reference is not None else None}
+        jobs.publish(job, staging, out, counts, extra, mid)
         seconds["publish"] = time.perf_counter() - t0
     except jobs.ScoringError as exc:
         raise PipelineError(str(exc)) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return jobs.ScoreResult(out, when, engine, int(counts["buyers"].sum()), counts, seconds,
-                            job.lineage, warnings)
+                            job.lineage, mid.warnings)
+
+
+def _reference_config(cfg: FeatureConfig, manifest: dict[str, Any], fixed: Any,
+                      reference: str | Path | None) -> FeatureConfig:
+    """The feature settings of a run scored against a reference run: its data start (the
+    censoring of year-on-year ratios follows the whole book's, not this folder's), checked
+    to give the context's peer base and cycle definitions."""
+    from riskmodel.features.engine import CYCLE_KEY, PEER_BASE_KEY, cycle_spec, peer_base
+
+    start = manifest.get("data_start")
+    if start:
+        cfg = dataclasses.replace(cfg, data_start=dt.date.fromisoformat(str(start)))
+    meta = fixed.context.schema.metadata or {}
+    if (meta.get(PEER_BASE_KEY, b"").decode() != peer_base(cfg)
+            or meta.get(CYCLE_KEY, b"").decode() != cycle_spec(cfg)):
+        raise PipelineError(f"--reference {reference}: its context was made with other "
+                            "feature settings (features.windows or label.dpd_threshold "
+                            "differ from --params)")
+    return cfg
 
 
 # --------------------------------------------------------------------------- watch

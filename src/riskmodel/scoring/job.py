@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 MANIFEST = "_scoring.json"
 #: the scored buyers' features in the bins of the model's training profile
 PROFILE = "_profile.parquet"
+#: the whole-book context of the run (peer medians, cycle values) and the portfolio medians
+#: of the reasons: what a later run of a few buyers reuses (``--reference``)
+CONTEXT = "_context.parquet"
+TYPICAL = "_typical.json"
 KIND = "riskmodel-scores"
 Progress = Callable[[str, int, int], None]
 
@@ -109,30 +113,63 @@ def staging_for(out: Path) -> Path:
     return path
 
 
-def between(job: ScoreJob, buckets: list[int], model: RiskModel, sample_buyers: int) -> Between:
+#: fewer live buyers than this in the sample: no domain check (a PSI of a few rows is noise)
+MIN_DOMAIN_ROWS = 500
+
+
+def between(job: ScoreJob, buckets: list[int], model: RiskModel, sample_buyers: int,
+            fixed: Between | None = None) -> Between:
     """The whole-book step: the peer and cycle context, the portfolio medians of the reason
-    sentences (and the domain check) over the first ``sample_buyers`` buyers."""
+    sentences (and the domain check) over the first ``sample_buyers`` buyers; or ``fixed``,
+    those of a reference run, as they are."""
     from riskmodel.modeling.domain import check
 
+    if fixed is not None:
+        return fixed
     context = whole_book_context(job, buckets)
     names = list(model.spec.names)
     typical, sample = typical_values_of(job, buckets, context, names, sample_buyers)
     warnings: list[str] = []
-    if model.profile is not None and len(sample):
+    live_rows = int((sample["status"].astype("str") != "in_default").sum()) if len(sample) else 0
+    if model.profile is not None and live_rows >= MIN_DOMAIN_ROWS:
         from riskmodel.pipeline import domain_features
 
         live = sample[sample["status"].astype("str") != "in_default"]
         found = check(model.profile, live, features=domain_features(names))
         warnings = [w.message for w in found]
+    elif model.profile is not None and live_rows:
+        warnings = [f"only {live_rows} live buyers: their features are not compared with the "
+                    "model's training distribution"]
     return Between(context, typical, warnings)
 
 
+def read_reference(path: str | Path) -> tuple[dict[str, Any], Between]:
+    """The manifest, context and portfolio medians of an earlier scoring output."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise ScoringError(f"--reference {path}: not a scoring output (no {MANIFEST})")
+    if not (path / CONTEXT).is_file() or not (path / TYPICAL).is_file():
+        raise ScoringError(f"--reference {path}: holds no {CONTEXT} and {TYPICAL} (written "
+                           "by an older version: score the book again)")
+    try:
+        manifest = read_manifest(path)
+        context = pq.read_table(path / CONTEXT)
+        typical = pd.Series(json.loads((path / TYPICAL).read_text(encoding="utf-8")),
+                            dtype="float64")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ScoringError(f"--reference {path}: cannot read it: {exc}") from exc
+    return manifest, Between(context, typical)
+
+
 def publish(job: ScoreJob, staging: Path, out: Path, counts: pd.DataFrame,
-            extra: dict[str, Any]) -> None:
-    """Write the manifest into the finished output and move it to ``out`` (replacing an
-    earlier scoring output)."""
+            extra: dict[str, Any], mid: Between) -> None:
+    """Write the manifest, context and medians into the finished output and move it to
+    ``out`` (replacing an earlier scoring output)."""
     data = staging / "data"
     data.mkdir(parents=True, exist_ok=True)
+    pq.write_table(mid.context, data / CONTEXT)
+    typical = {k: (None if pd.isna(v) else float(v)) for k, v in mid.typical.items()}
+    (data / TYPICAL).write_text(json.dumps(typical, indent=1) + "\n", encoding="utf-8")
     profile_parts = sorted((staging / "profile").glob("part-*.parquet"))
     if profile_parts:
         binned = pa.concat_tables([pq.read_table(p) for p in profile_parts]).to_pandas()

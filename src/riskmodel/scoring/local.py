@@ -13,14 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from riskmodel.scoring.job import Progress, between, timed
+from riskmodel.scoring.job import Between, Progress, between, timed
 from riskmodel.scoring.unit import ScoreJob, load_model, prepare_bucket, score_bucket
 
 
 def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str, float],
-        progress: Progress | None = None, workers: int = 2) -> tuple[pd.DataFrame, list[str]]:
-    """Both passes over ``buckets``; returns the counts by status and grade and the domain
-    warnings. The output parts are in ``job.workdir``/data. The first pass runs ``workers``
+        progress: Progress | None = None, workers: int = 2, fixed: Between | None = None
+        ) -> tuple[pd.DataFrame, Between]:
+    """Both passes over ``buckets`` (with ``fixed``: the context and medians of a reference
+    run instead of this book's); returns the counts by status and grade and what the
+    whole-book step found (context, medians, domain warnings). The output parts are in ``job.workdir``/data. The first pass runs ``workers``
     buckets at a time (each unit's DuckDB query on one thread: small queries use two threads
     poorly, two queries side by side use both cores)."""
     n = len(buckets)
@@ -32,7 +34,7 @@ def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str
     done()
     done = timed(seconds, "context")
     model = load_model(job.model_dir)
-    mid = between(job, buckets, model, sample_buyers)
+    mid = between(job, buckets, model, sample_buyers, fixed)
     done()
     done = timed(seconds, "score")
     parts = []
@@ -44,4 +46,4 @@ def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str
     counts = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["status", "grade", "buyers"])
     counts = counts.groupby(["status", "grade"], dropna=False, as_index=False)["buyers"].sum()
-    return counts, mid.warnings
+    return counts, mid

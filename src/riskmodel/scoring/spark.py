@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from riskmodel.scoring.job import Progress, between, timed
+from riskmodel.scoring.job import Between, Progress, between, timed
 from riskmodel.scoring.unit import ScoreJob, load_model, prepare_bucket, score_bucket
 
 if TYPE_CHECKING:
@@ -75,8 +75,8 @@ def _cached(key: Any, make: Any) -> Any:
 
 
 def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str, float],
-        *, master: str | None = None, progress: Progress | None = None
-        ) -> tuple[pd.DataFrame, list[str]]:
+        *, master: str | None = None, progress: Progress | None = None,
+        fixed: Between | None = None) -> tuple[pd.DataFrame, Between]:
     """Both passes on Spark; returns the counts by status and grade and the domain
     warnings (as :func:`riskmodel.scoring.local.run`)."""
     done = timed(seconds, "spark start")
@@ -99,7 +99,7 @@ def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str
         progress("features", n, n)
     done = timed(seconds, "context")
     model = load_model(job.model_dir)
-    mid = between(job, buckets, model, sample_buyers)
+    mid = between(job, buckets, model, sample_buyers, fixed)
     sc = spark.sparkContext
     context_b = sc.broadcast(_ipc(mid.context))
     typical_b = sc.broadcast(mid.typical.to_dict())
@@ -123,4 +123,4 @@ def run(job: ScoreJob, buckets: list[int], sample_buyers: int, seconds: dict[str
     typical_b.unpersist()
     counts = pd.DataFrame([r.asDict() for r in rows], columns=["status", "grade", "buyers"])
     counts = counts.groupby(["status", "grade"], dropna=False, as_index=False)["buyers"].sum()
-    return counts, mid.warnings
+    return counts, mid
