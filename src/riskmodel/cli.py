@@ -577,6 +577,10 @@ def score(
     spark_master: Annotated[str | None, typer.Option(
         "--spark-master", help="Spark master URL, e.g. 'local[2]' (default: the session of "
                                "spark-submit, else local[*]).")] = None,
+    months_back: Annotated[int | None, typer.Option(
+        "--months-back", min=0,
+        help="Score at the data's observed_until this many calendar months earlier "
+             "(instead of --as-of).")] = None,
     reference: Annotated[Path | None, typer.Option(
         "--reference", help="An earlier scoring output of the whole book at the same as-of "
                             "date: use its peer and cycle context and portfolio medians (to "
@@ -595,7 +599,8 @@ def score(
                                 observed_until=_date(observed_until), progress=tick) as book:
             res = pipeline.score(book, out, prm, model_uri=model, as_of=_date(as_of),
                                  top=explain, engine=engine, spark_master=spark_master,
-                                 reference=reference, project_dir=_project_dir(params),
+                                 reference=reference, months_back=months_back,
+                                 project_dir=_project_dir(params),
                                  progress=tick)
     for warning in res.warnings:
         typer.echo(f"warning: {warning}", err=True)

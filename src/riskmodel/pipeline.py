@@ -1170,6 +1170,7 @@ def score(
     engine: str = "local",
     spark_master: str | None = None,
     reference: str | Path | None = None,
+    months_back: int | None = None,
     project_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> ScoreResult:
@@ -1180,6 +1181,9 @@ def score(
     a bucket at a time, by this process (``engine='local'``) or by Spark executors
     (``engine='spark'``: ``spark_master``, or the session of ``spark-submit``); ``out``
     appears only when every buyer is scored.
+
+    ``months_back``: the as-of date is ``observed_until`` that many calendar months earlier
+    (month-end aware), e.g. the previous quarter end for a watch list.
 
     ``reference``, an earlier scoring output of the whole book at the same as-of date: its
     peer and cycle context and its portfolio medians are used instead of this data's (to
@@ -1203,6 +1207,15 @@ def score(
         jobs.check_out(out)
     except jobs.ScoringError as exc:
         raise PipelineError(str(exc)) from exc
+    if months_back is not None:
+        from riskmodel.features.engine import months_back as back
+
+        if as_of is not None or reference is not None:
+            raise PipelineError("--months-back replaces --as-of: give one of them (and not "
+                                "with --reference, whose date is fixed)")
+        if months_back < 0:
+            raise PipelineError(f"--months-back must be 0 or more, got {months_back}")
+        as_of = back(book.observed_until, months_back)
     fixed = None
     ref_manifest: dict[str, Any] = {}
     if reference is not None:
