@@ -34,7 +34,7 @@ from riskmodel.decisions.limits import (
     decide,
     fmt_amount,
     fmt_percent,
-    output_frame,
+    output_table,
 )
 from riskmodel.params import Params, parse_params
 
@@ -613,7 +613,8 @@ def test_a_worse_grade_never_gets_a_larger_cap(frame: pd.DataFrame, g: int, wors
 def test_identical_inputs_give_identical_bytes_in_any_row_order(frame: pd.DataFrame,
                                                                 rnd: Any) -> None:
     def written(f: pd.DataFrame) -> bytes:
-        got = output_frame(decide(f, PRM), A, {"model_name": "m", "model_version": "1"})
+        got = output_table(decide(f, PRM), A, {"model_name": "m", "model_version": "1"})
+        got = got.to_pandas()
         got = got.sort_values(["buyer_id", "supplier_id"], kind="stable")
         return got.to_csv(index=False).encode()
 

@@ -68,7 +68,8 @@ def decided(rows: list[tuple]) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def finished() -> tuple[dict[str, pd.DataFrame], dict, pd.DataFrame]:
     pf = Portfolio(PARAMS, A, {"model_name": "m", "model_version": "3"})
-    bank = pd.concat([pf.add(decided(ROWS[:3])), pf.add(decided(ROWS[3:]))],
+    bank = pd.concat([pf.add(decided(ROWS[:3])).to_pandas(),
+                      pf.add(decided(ROWS[3:])).to_pandas()],
                      ignore_index=True)  # two buckets: the sums add up
     views, summary = pf.finish()
     return views, summary, bank

@@ -111,8 +111,9 @@ def fmt_amount(values: np.ndarray | pd.Series) -> pa.Array:
     bad = ~np.isfinite(x)
     v = np.where(bad, 0, np.round(x)).astype(np.int64)
     a = np.abs(v)
+    digits = len(str(int(a.max()))) if len(a) else 1
     groups = []
-    for power in (18, 15, 12, 9, 6, 3, 0):
+    for power in range(3 * ((digits - 1) // 3), -1, -3):
         g = pc.cast(pa.array((a // 10**power) % 1000), pa.string())
         groups.append(pc.utf8_lpad(g, 3, "0"))
     text = pc.binary_join_element_wise(*groups, ",")
@@ -148,23 +149,6 @@ def _cat(*parts: Any) -> pa.Array:
               (pa.array(p, pa.string()) if isinstance(p, np.ndarray) else p) for p in parts]
     return pc.binary_join_element_wise(*arrays, "", null_handling="replace",
                                        null_replacement="")
-
-
-def _pick(n: int, cases: Sequence[tuple[np.ndarray, Any]], default: Any = None) -> pa.Array:
-    """Per row the first choice whose condition holds (``default`` where none does)."""
-    out = np.full(n, default, dtype=object)
-    done = np.zeros(n, dtype=bool)
-    for cond, choice in cases:
-        if isinstance(choice, pa.Scalar):
-            choice = choice.as_py()
-        take = cond & ~done
-        if take.any():
-            values = (choice.to_numpy(zero_copy_only=False)
-                      if isinstance(choice, pa.Array | pa.ChunkedArray)
-                      else np.broadcast_to(np.asarray(choice, dtype=object), (n,)))
-            out[take] = values[take]
-            done |= take
-    return pa.array(out, pa.string())
 
 
 # --------------------------------------------------------------------------- scores
@@ -317,61 +301,91 @@ def _text(col: pd.Series) -> np.ndarray:
 # --------------------------------------------------------------------------- the book
 
 
-FACTS_SQL = """
-SELECT buyer_id, supplier_id, CAST(GROUPING(supplier_id) AS BOOLEAN) AS whole,
-  CAST(SUM(CASE WHEN iss > {w0} THEN c END) AS DOUBLE) / 100 AS invoiced,
-  CAST(SUM(CASE WHEN iss > {w0} THEN c * (due - iss) END) AS DOUBLE) / 100 AS terms_amount,
-  CAST(SUM(CASE WHEN iss > {w0} AND due - iss > max_terms THEN c END) AS DOUBLE) / 100
-    AS over_terms,
-  CAST(SUM(CASE WHEN paid > {w0} THEN c END) AS DOUBLE) / 100 AS paid_amount,
-  CAST(SUM(CASE WHEN paid > {w0} THEN c * (paid - due) END) AS DOUBLE) / 100 AS late_amount,
-  CAST(SUM(CASE WHEN paid IS NULL THEN c END) AS DOUBLE) / 100 AS open_amount,
+#: per buyer-supplier pair, in cents (sums of whole cents are exact in any order)
+PAIR_SQL = """
+SELECT buyer_id, supplier_id,
+  CAST(SUM(CASE WHEN iss > {w0} THEN c END) AS DOUBLE) AS invoiced,
+  COUNT(CASE WHEN iss > {w0} THEN 1 END) AS invoices,
+  CAST(SUM(CASE WHEN iss > {w0} THEN c * (due - iss) END) AS DOUBLE) AS terms_amount,
+  CAST(SUM(CASE WHEN iss > {w0} AND shift > 0 THEN c END) AS DOUBLE) AS over_terms,
+  CAST(SUM(CASE WHEN paid > {w0} THEN c END) AS DOUBLE) AS paid_amount,
+  CAST(SUM(CASE WHEN paid > {w0} THEN c * (paid - due) END) AS DOUBLE) AS late_amount,
+  CAST(SUM(CASE WHEN paid IS NULL THEN c END) AS DOUBLE) AS open_amount,
   MAX(CASE WHEN paid IS NULL THEN {a} - due END) AS max_dpd,
-  MIN(iss) AS first_issue
+  CAST(SUM(c * greatest(0, (CASE WHEN paid IS NULL THEN {a} ELSE paid END)
+                           - greatest(iss, {w0}))) AS DOUBLE) AS days_before,
+  CAST(SUM(c * greatest(0, (CASE WHEN paid IS NULL THEN {a}
+                                 ELSE greatest(iss, paid - shift) END)
+                           - greatest(iss, {w0}))) AS DOUBLE) AS days_after
 FROM x
-GROUP BY GROUPING SETS ((buyer_id, supplier_id), (buyer_id))
+GROUP BY buyer_id, supplier_id
 """
+#: the same per buyer over every supplier, from the pairs, with the first issue date of
+#: every buyer with an invoice by the as-of date
+BUYER_SQL = """
+SELECT f.buyer_id, CAST(NULL AS VARCHAR) AS supplier_id, s.* EXCLUDE (buyer_id),
+       f.first_issue
+FROM (SELECT buyer_id, MIN(issue_date) AS first_issue FROM inv
+      WHERE issue_date <= {a} GROUP BY buyer_id) f
+LEFT JOIN (
+  SELECT buyer_id, SUM(invoiced) AS invoiced, SUM(invoices) AS invoices,
+    SUM(terms_amount) AS terms_amount, SUM(over_terms) AS over_terms,
+    SUM(paid_amount) AS paid_amount, SUM(late_amount) AS late_amount,
+    SUM(open_amount) AS open_amount, MAX(max_dpd) AS max_dpd,
+    SUM(days_before) AS days_before, SUM(days_after) AS days_after
+  FROM p GROUP BY buyer_id) s ON s.buyer_id = f.buyer_id
+"""
+MONEY = ("invoiced", "terms_amount", "over_terms", "paid_amount", "late_amount",
+         "open_amount")
 
 
 def _view_sql(as_of: dt.date, columns: Sequence[str]) -> str:
+    """The invoices issued by the as-of date that count for anything but the first issue
+    date: issued in the 12 months, or open or paid in them (older ones add nothing)."""
     a = f"DATE '{as_of.isoformat()}'"
+    w0 = f"DATE '{(as_of - dt.timedelta(days=365)).isoformat()}'"
     supplier = "i.supplier_id" if "supplier_id" in columns else "CAST(NULL AS VARCHAR)"
     return f"""
 CREATE OR REPLACE VIEW x AS
 SELECT i.buyer_id, {supplier} AS supplier_id, i.issue_date AS iss, i.due_date AS due,
        CASE WHEN i.paid_date <= {a} THEN i.paid_date END AS paid,
-       CAST(round(i.amount * 100) AS BIGINT) AS c, m.max_terms
+       CAST(round(i.amount * 100) AS BIGINT) AS c,
+       CASE WHEN m.max_terms IS NOT NULL AND i.due_date - i.issue_date > m.max_terms
+            THEN CAST(i.due_date - i.issue_date - m.max_terms AS INTEGER) ELSE 0 END AS shift
 FROM inv i LEFT JOIN mt m ON i.buyer_id = m.buyer_id
 WHERE i.issue_date <= {a}
+  AND (i.issue_date > {w0} OR i.paid_date IS NULL OR i.paid_date > {w0})
 """
 
 
 def bucket_facts(con: duckdb.DuckDBPyConnection, invoices: pa.Table, max_terms: pa.Table,
                  as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per buyer-supplier pair (``whole`` False) and per buyer over every supplier (``whole``
-    True), at ``as_of``: the amount invoiced in the 12 months, the amount x terms of those
-    invoices, their amount on terms longer than the buyer's ``max_terms``, the amount and
-    amount x days beyond terms of the invoices paid in the 12 months, the open amount, the
-    most days past due of an open invoice, and the first issue date. A payment after
-    ``as_of`` is not known (the invoice is open). Also the DSO sums per supplier
-    (:func:`riskmodel.decisions.terms.dso_sums`)."""
+    True), at ``as_of``: the amount invoiced in the 12 months and the number of those
+    invoices, their amount x terms, their amount on terms longer than the buyer's
+    ``max_terms``, the amount and amount x days beyond terms of the invoices paid in the 12
+    months, the open amount, the most days past due of an open invoice, and the first issue
+    date. A payment after ``as_of`` is not known (the invoice is open). Also the DSO sums
+    per supplier (:func:`riskmodel.decisions.terms.dso_sums`)."""
     con.register("inv", invoices)
     con.register("mt", max_terms)
     try:
         con.execute(_view_sql(as_of, invoices.column_names))
         a = f"DATE '{as_of.isoformat()}'"
         w0 = f"DATE '{(as_of - dt.timedelta(days=365)).isoformat()}'"
-        facts = con.sql(FACTS_SQL.format(a=a, w0=w0)).to_arrow_table()
-        dso = tm.dso_sums(con, as_of)
+        pairs = con.sql(PAIR_SQL.format(a=a, w0=w0)).to_arrow_table()
+        con.register("p", pairs)
+        buyers = con.sql(BUYER_SQL.format(a=a)).to_arrow_table()
+        dso = tm.dso_sums(con)
     finally:
         con.execute("DROP VIEW IF EXISTS x")
-        con.unregister("inv")
-        con.unregister("mt")
-    frame = pd.DataFrame({name: facts[name].to_numpy(zero_copy_only=False)
-                          for name in facts.column_names})
-    for col in ("invoiced", "terms_amount", "over_terms", "paid_amount", "late_amount",
-                "open_amount", "max_dpd"):
-        frame[col] = pd.to_numeric(frame[col]).astype(float)
+        for name in ("inv", "mt", "p"):
+            con.unregister(name)
+    frame = pd.concat([pairs.to_pandas().assign(whole=False),
+                       buyers.to_pandas().assign(whole=True)], ignore_index=True)
+    for col in MONEY:
+        frame[col] = frame[col].astype(float) / 100
+    frame["max_dpd"] = frame["max_dpd"].astype(float)
     frame["first_issue"] = pd.to_datetime(frame["first_issue"])
     return frame, dso
 
@@ -487,8 +501,14 @@ def decide(lines: pd.DataFrame, params: LimitsParams) -> pd.DataFrame:
         "L10": excess,
         **{code: refer & mask for code, mask in refer_why.items()},
     }
-    codes = _cat(*[_pick(n, [(flags[c], c + ";")]) for c in sorted(flags)])
-    codes = pc.utf8_rtrim(codes, characters=";")
+    names = sorted(flags)
+    bits = np.zeros(n, dtype=np.int64)
+    for b, name in enumerate(names):
+        bits |= flags[name].astype(np.int64) << b
+    combos, which = np.unique(bits, return_inverse=True)
+    texts = np.array([";".join(c for b, c in enumerate(names) if int(v) >> b & 1)
+                      for v in combos], dtype=object)
+    codes = pa.array(texts[which] if n else np.array([], dtype=object), pa.string())
 
     f["grade_cap"] = np.round(grade_cap, 2)
     f["el_cap"] = np.where(np.isfinite(el_cap), np.round(el_cap, 2), np.nan)
@@ -526,91 +546,142 @@ class _Context:
     decision: np.ndarray
 
 
+class _Text:
+    """Texts of the rows of a batch, each filled by the first template whose rows it is in;
+    a template is built only for its own rows."""
+
+    def __init__(self, n: int) -> None:
+        self.out = np.full(n, None, dtype=object)
+        self.done = np.zeros(n, dtype=bool)
+
+    def put(self, mask: np.ndarray, make: Callable[[np.ndarray], Any]) -> None:
+        idx = np.flatnonzero(mask & ~self.done)
+        if not len(idx):
+            return
+        value = make(idx)
+        if isinstance(value, pa.Scalar):
+            value = value.as_py()
+        self.out[idx] = (value.to_numpy(zero_copy_only=False)
+                         if isinstance(value, pa.Array | pa.ChunkedArray) else value)
+        self.done[idx] = True
+
+    def array(self) -> pa.Array:
+        return pa.array(self.out, pa.string())
+
+
 def sentences(c: _Context) -> pa.Array:
     """The sentence of every line: the decision with its numbers, and why (docs/decisions.md,
     "The sentence")."""
     f, p = c.f, c.params
     n = len(f)
-    rec, req, cur = fmt_amount(c.rec), fmt_amount(c.req), fmt_amount(c.cur)
-    grade = pa.array(f["grade"].to_numpy(dtype=object, na_value=None), pa.string())
-    pd_text = fmt_percent(f["pd"].to_numpy(dtype=float, na_value=np.nan))
-    asked = _pick(n, [(c.has_req, _cat(" (requested ", req, ")"))],
-                  None)
-    asked = _cat(asked, _pick(n, [(~c.has_req, _cat(" (current ", cur, ")"))]))
-    dec = c.decision
-
-    # why the limit is what it is, by the rule that set it
-    lines_together = _cat(" for its ", pa.array(c.n_lines.astype(str)),
-                          " lines together, shared in proportion to what each line asks")
-    split = _pick(n, [(c.over & (c.n_lines > 1), lines_together)], "")
-    source = np.where(f["revenue_source"].to_numpy(dtype=object) == INVOICED,
-                      "invoicing over the last 12 months (annual revenue unknown)",
-                      "annual revenue")
-    share_text = _share_texts(f["grade_rank"], p)
-    why_grade = _cat(": grade ", grade, " allows ", share_text, " of the buyer's ",
-                     pa.array(source, pa.string()), " of ",
-                     fmt_amount(f["revenue"].to_numpy(dtype=float, na_value=np.nan)), ", ",
-                     fmt_amount(c.cap), split)
-    why_el = _cat(": the expected-loss budget of ", fmt_amount(np.full(n, p.el_budget)),
-                  " at PD ", pd_text, " and LGD ", percent_text(p.lgd), " allows ",
-                  fmt_amount(c.cap), split)
+    grade = f["grade"].to_numpy(dtype=object, na_value=None)
+    pdv = f["pd"].to_numpy(dtype=float, na_value=np.nan)
+    revenue = f["revenue"].to_numpy(dtype=float, na_value=np.nan)
     dpd = f["max_dpd"].to_numpy(dtype=float, na_value=np.nan)
-    why_held = _cat(": an invoice is ", fmt_amount(dpd), " days past due, so the limit is "
-                    "not raised above the current ", cur)
-    why_need = _cat(": the buyer's usual outstanding with you over the last 12 months is ",
-                    fmt_amount(c.need))
-    no_need = ": no invoices to this buyer in the last 12 months, so there is no need for a limit"
-    why = _pick(n, [
-        (c.is_d, ": the buyer is in default (grade D), so there is no cover"),
-        (c.held, why_held),
-        (c.binding_grade, why_grade),
-        (c.binding_el, why_el),
-        (~c.has_req & (c.need == 0), no_need),
-        (~c.has_req, why_need),
-    ], "")
-    grade_pd = _cat(" (grade ", grade, ", PD ", pd_text, ")")
-    lead = _pick(n, [
-        ((dec == "approve") & c.has_req & (np.nan_to_num(c.req) == 0),
-         "Close the line as requested (limit 0)"),
-        ((dec == "approve") & c.has_req, _cat("Approve ", rec, " as requested", grade_pd)),
-        ((dec == "approve") & (np.nan_to_num(c.rec) > c.cur),
-         _cat("Increase to ", rec, " (current ", cur, ")")),
-        (dec == "approve", _cat("Keep at ", rec)),
-        (dec == "reduce", _cat("Reduce to ", rec, asked)),
-        (dec == "decline", _cat("Decline", asked)),
-    ], "")
-    approved_as_asked = (dec == "approve") & c.has_req
-    body = _cat(lead, _pick(n, [(~approved_as_asked, why)], ""), ".")
+    hist = f["history_days"].to_numpy(dtype=float, na_value=np.nan)
+    invoiced = f["revenue_source"].to_numpy(dtype=object) == INVOICED
+    share_text = _share_texts(f["grade_rank"], p)
+    dec = c.decision
+    has_rec = ~np.isnan(c.rec)
+
+    def txt(values: np.ndarray, i: np.ndarray) -> pa.Array:
+        return pa.array(values[i], pa.string())
+
+    def asked(i: np.ndarray) -> pa.Array:
+        out = _Text(len(i))
+        out.put(c.has_req[i], lambda j: _cat(" (requested ", fmt_amount(c.req[i][j]), ")"))
+        out.put(~c.has_req[i], lambda j: _cat(" (current ", fmt_amount(c.cur[i][j]), ")"))
+        return out.array()
+
+    def split(i: np.ndarray) -> pa.Array:
+        out = _Text(len(i))
+        several = c.over[i] & (c.n_lines[i] > 1)
+        out.put(several, lambda j: _cat(
+            " for its ", pa.array(c.n_lines[i][j].astype(str)),
+            " lines together, shared in proportion to what each line asks"))
+        return out.array()
+
+    # the decision with its numbers
+    lead = _Text(n)
+    approve = dec == "approve"
+    lead.put(approve & c.has_req & (np.nan_to_num(c.req) == 0),
+             lambda i: "Close the line as requested (limit 0)")
+    lead.put(approve & c.has_req, lambda i: _cat(
+        "Approve ", fmt_amount(c.rec[i]), " as requested (grade ", txt(grade, i), ", PD ",
+        fmt_percent(pdv[i]), ")"))
+    lead.put(approve & (np.nan_to_num(c.rec) > c.cur), lambda i: _cat(
+        "Increase to ", fmt_amount(c.rec[i]), " (current ", fmt_amount(c.cur[i]), ")"))
+    lead.put(approve, lambda i: _cat("Keep at ", fmt_amount(c.rec[i])))
+    lead.put(dec == "reduce", lambda i: _cat("Reduce to ", fmt_amount(c.rec[i]), asked(i)))
+    lead.put(dec == "decline", lambda i: _cat("Decline", asked(i)))
+
+    # why, by the rule that set the limit (nothing more for a request approved as asked)
+    why = _Text(n)
+    body = ~c.refer & ~(approve & c.has_req)
+    why.put(body & c.is_d, lambda i: ": the buyer is in default (grade D), so there is no cover")
+    why.put(body & c.held, lambda i: _cat(
+        ": an invoice is ", fmt_amount(dpd[i]), " days past due, so the limit is not raised "
+        "above the current ", fmt_amount(c.cur[i])))
+    why.put(body & c.binding_grade, lambda i: _cat(
+        ": grade ", txt(grade, i), " allows ", share_text.take(pa.array(i)),
+        " of the buyer's ", pa.array(np.where(
+            invoiced[i], "invoicing over the last 12 months (annual revenue unknown)",
+            "annual revenue"), pa.string()),
+        " of ", fmt_amount(revenue[i]), ", ", fmt_amount(c.cap[i]), split(i)))
+    why.put(body & c.binding_el, lambda i: _cat(
+        ": the expected-loss budget of ", fmt_amount(np.array([p.el_budget]))[0].as_py(),
+        " at PD ", fmt_percent(pdv[i]), " and LGD ", percent_text(p.lgd), " allows ",
+        fmt_amount(c.cap[i]), split(i)))
+    why.put(body & ~c.has_req & (c.need == 0), lambda i: (
+        ": no invoices to this buyer in the last 12 months, so there is no need for a limit"))
+    why.put(body & ~c.has_req, lambda i: _cat(
+        ": the buyer's usual outstanding with you over the last 12 months is ",
+        fmt_amount(c.need[i])))
+
+    note = _Text(n)
+    note.put(c.excess, lambda i: _cat(
+        " Open receivables of ", fmt_amount(c.open_amt[i]), " exceed the limit by ",
+        fmt_amount(c.open_amt[i] - np.nan_to_num(c.rec[i])), "; the excess is not insured."))
 
     # referrals: every reason, then what the policy alone would give
-    hist = f["history_days"].to_numpy(dtype=float, na_value=np.nan)
-    phrases = {
-        "L11": "no invoice issued in the last year and nothing open, so the model gives no PD",
-        "L12": "the buyer is not in the scores",
-        "L13": _pick(n, [(np.isnan(hist), "no payment history"),
-                         (~np.isnan(hist), _cat("only ", fmt_amount(hist),
-                                                " days of payment history (fewer than ",
-                                                str(p.min_history_days), ")"))]),
-        "L14": _cat("industry ", pa.array(f["industry"].to_numpy(dtype=object, na_value=None),
-                                          pa.string()), " was never seen by the model"),
-        "L15": _cat("country ", pa.array(f["country"].to_numpy(dtype=object, na_value=None),
-                                         pa.string()), " was never seen by the model"),
-        "L16": _cat("the request of ", req, " is more than ",
-                    f"{p.refer_request_multiple:g}", " times the need of ", fmt_amount(c.need)),
+    phrases: dict[str, Callable[[np.ndarray], Any]] = {
+        "L11": lambda i: "no invoice issued in the last year and nothing open, so the model "
+                         "gives no PD",
+        "L12": lambda i: "the buyer is not in the scores",
+        "L13": lambda i: _cat("only ", fmt_amount(hist[i]),
+                              f" days of payment history (fewer than {p.min_history_days})"),
+        "L14": lambda i: _cat("industry ", txt(f["industry"].to_numpy(dtype=object,
+                                                                      na_value=None), i),
+                              " was never seen by the model"),
+        "L15": lambda i: _cat("country ", txt(f["country"].to_numpy(dtype=object,
+                                                                    na_value=None), i),
+                              " was never seen by the model"),
+        "L16": lambda i: _cat("the request of ", fmt_amount(c.req[i]), " is more than ",
+                              f"{p.refer_request_multiple:g}", " times the need of ",
+                              fmt_amount(c.need[i])),
     }
-    parts = [_pick(n, [(c.refer_why[code], _cat("; ", phrases[code]))]) for code in sorted(phrases)]
-    listed = pc.replace_substring_regex(_cat(*parts), "^; ", "")
-    has_rec = ~np.isnan(c.rec)
-    policy = _pick(n, [(has_rec, _cat(" The policy alone gives ", rec, asked, ".")),
-                       (~has_rec, " No limit is computed without a PD.")], "")
-    refer_text = _cat("Refer to a credit manager: ", listed, ".", policy)
+    listed = []
+    for code, make in phrases.items():
+        part = _Text(n)
+        mask = c.refer & c.refer_why[code]
+        if code == "L13":
+            part.put(mask & np.isnan(hist), lambda i: "; no payment history")
+        part.put(mask, _prefixed(make))
+        listed.append(part.array())
+    reasons = pc.replace_substring_regex(_cat(*listed), "^; ", "")
+    policy = _Text(n)
+    policy.put(c.refer & has_rec, lambda i: _cat(" The policy alone gives ",
+                                                 fmt_amount(c.rec[i]), asked(i), "."))
+    policy.put(c.refer, lambda i: " No limit is computed without a PD.")
 
-    note = _pick(n, [(c.excess, _cat(" Open receivables of ", fmt_amount(c.open_amt),
-                                     " exceed the limit by ",
-                                     fmt_amount(c.open_amt - np.nan_to_num(c.rec)),
-                                     "; the excess is not insured."))], "")
-    return _cat(_pick(n, [(c.refer, refer_text)], None),
-                _pick(n, [(~c.refer, _cat(body, note))], None))
+    body_text = _cat(lead.array(), why.array(), ".", note.array())
+    refer_text = _cat("Refer to a credit manager: ", reasons, ".", policy.array())
+    return pc.if_else(pa.array(c.refer), refer_text, body_text)
+
+
+def _prefixed(make: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    """A phrase template with ``"; "`` before it, for joining the reasons of a referral."""
+    return lambda i: _cat("; ", make(i))
 
 
 def _share_texts(grade_rank: pd.Series, p: LimitsParams) -> pa.Array:
@@ -689,52 +760,39 @@ def line_inputs(lines: pd.DataFrame, facts: pd.DataFrame, buyers: pd.DataFrame,
 
 
 class _Writer:
-    """A table written chunk by chunk into a temporary file beside ``path`` and renamed
-    into place by :meth:`commit`: CSV (``.csv``) or Parquet (``.parquet``)."""
+    """A table of a fixed schema written chunk by chunk into a temporary file beside
+    ``path`` and renamed into place by :meth:`commit`: CSV (``.csv``: a header row, text
+    quoted where needed, empty for null) or Parquet (``.parquet``)."""
 
-    def __init__(self, path: Path, schema: pa.Schema | None = None) -> None:
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        import pyarrow.csv as pacsv
+
         self.path = path
         self.tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        self.parquet = path.suffix.lower() == ".parquet"
         self.schema = schema
         self.rows = 0
-        self._pq: pq.ParquetWriter | None = None
-        self._fh: Any = None
         path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.parquet:
-            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
-            self._pq.write_table(table)
+        self._writer: Any
+        if path.suffix.lower() == ".parquet":
+            self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         else:
-            first = self._fh is None
-            if first:
-                self._fh = open(self.tmp, "w", encoding="utf-8", newline="")
-            frame.to_csv(self._fh, header=first, index=False, lineterminator="\n")
-        self.rows += len(frame)
+            self._writer = pacsv.CSVWriter(self.tmp, schema, write_options=pacsv.WriteOptions(
+                quoting_style="needed"))
 
-    def commit(self, empty: pd.DataFrame) -> Path:
-        if self.rows == 0:
-            self.write(empty)
-        if self._pq is not None:
-            self._pq.close()
-        if self._fh is not None:
-            self._fh.close()
+    def write(self, rows: pd.DataFrame | pa.Table) -> None:
+        table = (rows if isinstance(rows, pa.Table) else
+                 pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False))
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def commit(self) -> Path:
+        self._writer.close()
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-        if self._fh is not None:
-            self._fh.close()
+        self._writer.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def _empty(schema: pa.Schema) -> pd.DataFrame:
-    return schema.empty_table().to_pandas()
 
 
 @dataclass
@@ -755,27 +813,19 @@ class LimitsResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def output_frame(decided: pd.DataFrame, as_of: dt.date,
-                 lineage: dict[str, str]) -> pd.DataFrame:
+def output_table(decided: pd.DataFrame, as_of: dt.date,
+                 lineage: dict[str, str]) -> pa.Table:
     """The decided lines in the columns of :data:`OUTPUT_SCHEMA`."""
     n = len(decided)
-    out = pd.DataFrame({
-        "buyer_id": decided["buyer_id"].to_numpy(dtype=object),
-        "supplier_id": decided["supplier_id"].to_numpy(dtype=object),
-        "as_of": np.full(n, as_of, dtype=object),
-        "grade": decided["grade"].to_numpy(dtype=object, na_value=None),
-        "pd": decided["pd"].to_numpy(dtype=float, na_value=np.nan),
-    })
-    for col in ("current_limit", "requested_limit", "need", "open_receivables", "revenue"):
-        out[col] = decided[col].to_numpy(dtype=float, na_value=np.nan)
-    out["revenue_source"] = decided["revenue_source"].to_numpy(dtype=object)
-    for col in ("grade_cap", "el_cap", "recommended_limit"):
-        out[col] = decided[col].to_numpy(dtype=float, na_value=np.nan)
-    for col in ("decision", "decision_reasons", "sentence"):
-        out[col] = decided[col].to_numpy(dtype=object)
-    out["model_name"] = lineage.get("model_name", "")
-    out["model_version"] = lineage.get("model_version", "")
-    return out[OUTPUT_SCHEMA.names]
+    arrays = []
+    for f in OUTPUT_SCHEMA:
+        if f.name == "as_of":
+            arrays.append(pa.array(np.full(n, np.datetime64(as_of, "D")), pa.date32()))
+        elif f.name in ("model_name", "model_version"):
+            arrays.append(pa.array(np.full(n, lineage.get(f.name, ""), dtype=object), f.type))
+        else:
+            arrays.append(pa.array(decided[f.name], f.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=OUTPUT_SCHEMA)
 
 
 INVOICE_COLUMNS = ("buyer_id", "supplier_id", "issue_date", "due_date", "amount", "paid_date")
@@ -800,7 +850,8 @@ def run(book: Book, scores: Scores, exposures: Exposures, params: Params, out: P
     portfolio = pf.Portfolio(params, as_of, lineage)
     dso_parts: list[pd.DataFrame] = []
     if views is not None:
-        terms_w, bank_w = _Writer(views / "terms.csv"), _Writer(views / "bank_coverage.csv")
+        terms_w = _Writer(views / "terms.csv", tm.TERMS_SCHEMA)
+        bank_w = _Writer(views / "bank_coverage.csv", pf.BANK_SCHEMA)
         writers += [terms_w, bank_w]
     decisions: dict[str, int] = {}
     buyers_seen = 0
@@ -831,7 +882,7 @@ def run(book: Book, scores: Scores, exposures: Exposures, params: Params, out: P
             if len(lines):
                 inputs = line_inputs(lines, facts, buyers, sc, as_of, categories)
                 decided = decide(inputs, params.limits)
-                main.write(output_frame(decided, as_of, lineage))
+                main.write(output_table(decided, as_of, lineage))
                 buyers_seen += int(decided["buyer_id"].nunique())
                 for d, c in decided["decision"].value_counts().items():
                     decisions[str(d)] = decisions.get(str(d), 0) + int(c)
@@ -840,18 +891,20 @@ def run(book: Book, scores: Scores, exposures: Exposures, params: Params, out: P
                     bank_w.write(bank)
             if progress is not None:
                 progress("limits", k + 1, n)
-        files = [main.commit(_empty(OUTPUT_SCHEMA))]
+        files = [main.commit()]
         summary = None
         if views is not None and terms_w is not None and bank_w is not None:
-            files.append(terms_w.commit(_empty_terms()))
-            files.append(bank_w.commit(pd.DataFrame(columns=list(pf.BANK_COLUMNS))))
+            files.append(terms_w.commit())
+            files.append(bank_w.commit())
             tables, summary = portfolio.finish()
             tables["dso.csv"] = tm.finish_dso(dso_parts, as_of)
             summary["exposures"] = exposures.counts
             for name in ("dso.csv", *pf.GROUPS.values(), "concentration.csv"):
-                w = _Writer(views / name)
-                w.write(tables[name])
-                files.append(w.commit(tables[name]))
+                path = views / name
+                tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+                tables[name].to_csv(tmp, index=False, lineterminator="\n")
+                os.replace(tmp, path)
+                files.append(path)
             path = views / "portfolio.json"
             tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
             tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -877,13 +930,6 @@ def _buyers(book: Book, k: int) -> pd.DataFrame:
         "country": table["country"].to_numpy(zero_copy_only=False),
         "annual_revenue": table["annual_revenue"].to_numpy(zero_copy_only=False).astype(float),
     })
-
-
-def _empty_terms() -> pd.DataFrame:
-    return pd.DataFrame(columns=["buyer_id", "as_of", "status", "grade", "invoiced_12m",
-                                 "current_terms_days", "days_beyond_terms", "max_terms_days",
-                                 "invoiced_over_max_share", "terms_action", "model_name",
-                                 "model_version"])
 
 
 def model_categories(model_dir: str | Path) -> dict[str, set[str]] | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:
     from riskmodel.params import Params
@@ -33,6 +34,12 @@ GROUPS = {"industry": "el_by_industry.csv", "country": "el_by_country.csv",
 #: the bank coverage export, column by column (docs/decisions.md)
 BANK_COLUMNS = ("buyer_id", "supplier_id", "limit", "exposure", "insured_share",
                 "insured_amount", "grade", "model_name", "model_version", "as_of", "currency")
+BANK_SCHEMA = pa.schema([
+    ("buyer_id", pa.string()), ("supplier_id", pa.string()), ("limit", pa.float64()),
+    ("exposure", pa.float64()), ("insured_share", pa.float64()),
+    ("insured_amount", pa.float64()), ("grade", pa.string()), ("model_name", pa.string()),
+    ("model_version", pa.string()), ("as_of", pa.string()), ("currency", pa.string()),
+])
 GRADE_ORDER = (*[str(g) for g in range(1, 11)], "D", "none")
 
 
@@ -54,7 +61,7 @@ class Portfolio:
     decisions: dict[str, int] = field(default_factory=dict)
     totals: dict[str, float] = field(default_factory=dict)
 
-    def add(self, lines: pd.DataFrame) -> pd.DataFrame:
+    def add(self, lines: pd.DataFrame) -> pa.Table:
         """Add one bucket's decided lines (with ``industry`` and ``country``); returns their
         rows of the bank coverage export."""
         lgd = self.params.limits.lgd
@@ -67,11 +74,12 @@ class Portfolio:
                                                                      na_value=np.nan))
         covered = np.minimum(open_amt, limit)
         has_pd = ~np.isnan(pdv)
+        lines = lines.reset_index(drop=True)
         frame = pd.DataFrame({
-            "buyer_id": lines["buyer_id"].to_numpy(dtype=object),
-            "industry": lines["industry"].fillna("none").to_numpy(dtype=object),
-            "country": lines["country"].fillna("none").to_numpy(dtype=object),
-            "grade": lines["grade"].fillna("none").to_numpy(dtype=object),
+            "buyer_id": lines["buyer_id"],
+            "industry": lines["industry"].fillna("none"),
+            "country": lines["country"].fillna("none"),
+            "grade": lines["grade"].fillna("none"),
             "lines": 1,
             "limit": limit,
             "open_receivables": open_amt,
@@ -108,19 +116,22 @@ class Portfolio:
             self.totals[name] = self.totals.get(name, 0.0) + value
         for d, count in zip(*np.unique(dec.astype(str), return_counts=True), strict=True):
             self.decisions[str(d)] = self.decisions.get(str(d), 0) + int(count)
-        return pd.DataFrame({
-            "buyer_id": frame["buyer_id"],
-            "supplier_id": lines["supplier_id"].to_numpy(dtype=object),
-            "limit": limit,
-            "exposure": open_amt,
-            "insured_share": share,
-            "insured_amount": np.round(covered * share, 2),
-            "grade": lines["grade"].to_numpy(dtype=object),
-            "model_name": self.lineage.get("model_name", ""),
-            "model_version": self.lineage.get("model_version", ""),
-            "as_of": self.as_of.isoformat(),
-            "currency": lines["currency"].to_numpy(dtype=object),
-        })[list(BANK_COLUMNS)]
+        n = len(lines)
+
+        def same(value: object) -> pa.Array:
+            return pa.array(np.full(n, value, dtype=object), pa.string())
+
+        return pa.Table.from_arrays([
+            pa.array(lines["buyer_id"], pa.string(), from_pandas=True),
+            pa.array(lines["supplier_id"], pa.string(), from_pandas=True),
+            pa.array(limit, pa.float64()), pa.array(open_amt, pa.float64()),
+            pa.array(np.full(n, share), pa.float64()),
+            pa.array(np.round(covered * share, 2), pa.float64()),
+            pa.array(lines["grade"], pa.string(), from_pandas=True),
+            same(self.lineage.get("model_name", "")),
+            same(self.lineage.get("model_version", "")), same(self.as_of.isoformat()),
+            pa.array(lines["currency"], pa.string(), from_pandas=True),
+        ], schema=BANK_SCHEMA)
 
     def finish(self) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
         """The views (file name -> table) and ``portfolio.json``."""

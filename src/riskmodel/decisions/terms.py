@@ -24,28 +24,29 @@ from typing import TYPE_CHECKING
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:
     from riskmodel.params import TermsParams
 
 #: the action each buyer's terms call for (``terms.csv`` column ``terms_action``)
 ACTIONS = ("keep", "shorten", "cash_in_advance", "none")
+#: the columns of ``terms.csv``
+TERMS_SCHEMA = pa.schema([
+    ("buyer_id", pa.string()), ("as_of", pa.string()), ("status", pa.string()),
+    ("grade", pa.string()), ("invoiced_12m", pa.float64()),
+    ("current_terms_days", pa.float64()), ("days_beyond_terms", pa.float64()),
+    ("max_terms_days", pa.int32()), ("invoiced_over_max_share", pa.float64()),
+    ("terms_action", pa.string()), ("model_name", pa.string()), ("model_version", pa.string()),
+])
 
+#: per supplier from one bucket's buyer-supplier pairs (``p``: the pair rows of
+#: :data:`riskmodel.decisions.limits.PAIR_SQL`, amounts in cents)
 DSO_SQL = """
-SELECT supplier_id,
-  COUNT(DISTINCT CASE WHEN iss > {w0} THEN buyer_id END) AS buyers,
-  COUNT(CASE WHEN iss > {w0} THEN 1 END) AS invoices,
-  CAST(SUM(CASE WHEN iss > {w0} THEN c END) AS DOUBLE) / 100 AS invoiced,
-  CAST(SUM(c * greatest(0, (CASE WHEN paid IS NULL THEN {a} ELSE paid END)
-                           - greatest(iss, {w0}))) AS DOUBLE) / 100 AS days_before,
-  CAST(SUM(c * greatest(0, (CASE WHEN paid IS NULL THEN {a}
-                                 ELSE greatest(iss, paid - shift) END)
-                           - greatest(iss, {w0}))) AS DOUBLE) / 100 AS days_after
-FROM (
-  SELECT *, CASE WHEN max_terms IS NOT NULL AND due - iss > max_terms
-                 THEN CAST((due - iss) - max_terms AS INTEGER) ELSE 0 END AS shift
-  FROM x WHERE paid IS NULL OR paid > {w0}
-)
+SELECT supplier_id, COUNT(CASE WHEN invoices > 0 THEN 1 END) AS buyers,
+  SUM(invoices) AS invoices, SUM(invoiced) AS invoiced, SUM(days_before) AS days_before,
+  SUM(days_after) AS days_after
+FROM p
 GROUP BY supplier_id
 """
 
@@ -62,18 +63,13 @@ def max_terms(grade_rank: np.ndarray, params: TermsParams) -> np.ndarray:
     return out
 
 
-def dso_sums(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pd.DataFrame:
-    """Per supplier, over the view ``x`` of one bucket's invoices (with each buyer's
-    ``max_terms``): buyers and invoices issued in the 12 months, the amount invoiced, and
-    the amount x days outstanding inside the window before and after the recommended
-    terms. Sums of several buckets add up."""
-    a = f"DATE '{as_of.isoformat()}'"
-    w0 = f"DATE '{(as_of - dt.timedelta(days=365)).isoformat()}'"
-    table = con.sql(DSO_SQL.format(a=a, w0=w0)).to_arrow_table()
-    frame = pd.DataFrame({name: table[name].to_numpy(zero_copy_only=False)
-                          for name in table.column_names})
+def dso_sums(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per supplier, from the pairs ``p`` of one bucket: buyers and invoices issued in the
+    12 months, the amount invoiced (in cents), and the cents x days outstanding inside the
+    window before and after the recommended terms. Sums of several buckets add up."""
+    frame = con.sql(DSO_SQL).to_arrow_table().to_pandas()
     for col in ("invoiced", "days_before", "days_after"):
-        frame[col] = pd.to_numeric(frame[col]).astype(float)
+        frame[col] = frame[col].astype(float)
     return frame
 
 
@@ -99,7 +95,7 @@ def finish_dso(parts: list[pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
         "as_of": as_of.isoformat(),
         "buyers": sums["buyers"].astype(np.int64),
         "invoices_12m": sums["invoices"].astype(np.int64),
-        "invoiced_12m": sums["invoiced"].round(2),
+        "invoiced_12m": (sums["invoiced"] / 100).round(2),
         "dso_before": before.round(2),
         "dso_after": after.round(2),
         "dso_change": (after - before).round(2),
@@ -112,6 +108,7 @@ def terms_rows(buyers: pd.DataFrame, params: TermsParams, as_of: dt.date,
     ``status``, ``grade``, ``grade_rank`` (from the scores; missing where the buyer is not
     scored) and the buyer-level sums of :func:`riskmodel.decisions.limits.bucket_facts`
     (``invoiced``, ``terms_amount``, ``over_terms``, ``paid_amount``, ``late_amount``)."""
+    buyers = buyers.reset_index(drop=True)
     rank = pd.to_numeric(buyers["grade_rank"]).to_numpy(dtype=float, na_value=np.nan)
     days = max_terms(rank, params)
     inv = np.nan_to_num(buyers["invoiced"].to_numpy(dtype=float, na_value=np.nan))
@@ -124,10 +121,10 @@ def terms_rows(buyers: pd.DataFrame, params: TermsParams, as_of: dt.date,
     action = np.select([np.isnan(days), days == 0, over > 0], ["none", "cash_in_advance",
                                                                 "shorten"], "keep")
     return pd.DataFrame({
-        "buyer_id": buyers["buyer_id"].to_numpy(dtype=object),
+        "buyer_id": buyers["buyer_id"],
         "as_of": as_of.isoformat(),
-        "status": buyers["status"].to_numpy(dtype=object),
-        "grade": buyers["grade"].to_numpy(dtype=object),
+        "status": buyers["status"],
+        "grade": buyers["grade"],
         "invoiced_12m": np.round(inv, 2),
         "current_terms_days": np.round(current, 1),
         "days_beyond_terms": np.round(late, 1),
