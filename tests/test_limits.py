@@ -623,3 +623,44 @@ def test_identical_inputs_give_identical_bytes_in_any_row_order(frame: pd.DataFr
     once = written(frame)
     assert written(frame) == once
     assert written(frame.iloc[order].reset_index(drop=True)) == once
+
+
+# --------------------------------------------------------------------------- demo credit lines
+
+
+def test_the_synthetic_world_writes_credit_lines_without_changing_anything_else(
+        tmp_path: Path) -> None:
+    import hashlib
+
+    from riskmodel.data.synth import SynthConfig, write_world
+
+    cfg = dict(n_buyers=400, start=dt.date(2021, 1, 1), end=dt.date(2022, 12, 31), seed=5,
+               chunk_buyers=150)
+    write_world(SynthConfig(**cfg), tmp_path / "with")  # type: ignore[arg-type]
+    write_world(SynthConfig(**cfg, exposures=False), tmp_path / "without")  # type: ignore[arg-type]
+
+    def digests(folder: Path) -> dict[str, str]:
+        return {p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*.parquet"))}
+
+    with_lines, without = digests(tmp_path / "with"), digests(tmp_path / "without")
+    assert set(with_lines) - set(without) == {"exposures.parquet"}
+    assert {k: v for k, v in with_lines.items() if k != "exposures.parquet"} == without
+
+    lines = pd.read_parquet(tmp_path / "with" / "exposures.parquet")
+    invoices = pd.read_parquet(tmp_path / "with" / "invoices")
+    recent = invoices[pd.to_datetime(invoices["issue_date"]) > pd.Timestamp("2021-12-31")]
+    # (the end, 2022-12-31, minus 365 days)
+    pairs = set(zip(recent["buyer_id"], recent["supplier_id"], strict=True))
+    assert set(zip(lines["buyer_id"], lines["supplier_id"], strict=True)) == pairs
+    assert len(lines) == len(pairs)
+    assert 0.02 < (lines["current_limit"] == 0).mean() < 0.2
+    asked = lines["requested_limit"].notna()
+    assert 0.25 < asked.mean() < 0.6
+    assert (lines.loc[asked, "requested_limit"] > lines.loc[asked, "current_limit"]).any()
+    assert (lines.loc[asked, "requested_limit"] > 3 * lines.loc[asked, "current_limit"]).any()
+
+    book = tmp_path / "book"
+    res = pipeline.validate(tmp_path / "with", book, Params(), today=TODAY.replace(year=2025))
+    assert res.report["tables"]["exposures"] == {"read": len(lines), "accepted": len(lines),
+                                                 "rejected": 0, "reasons": {}}
