@@ -1,8 +1,10 @@
 """``riskmodel score`` (local engine) end to end on a small trained and registered model: one
-row per buyer with its status, PD, grade and reasons, the same numbers as ``riskmodel
-explain`` and the features stage, lineage that matches the registry and the book, reruns
-that give the same rows, a killed run that leaves no output, registry URIs and the messages
-of bad input.
+row per buyer with its status (checked against the raw files: the contract's default, the
+365-day cut-off and ``score.recent_days``), PD, grade and reasons, the same numbers as
+``riskmodel explain`` and the features stage, the column types of docs/scoring.md, the
+feature profile, the ``score.typical_buyers`` sample of the medians the reasons quote,
+lineage that matches the registry and the book, reruns that replace the output, a killed or
+failed run that leaves no output, registry URIs and the messages of bad input.
 
 The world, the book, the features and two registered models (version 1, alias champion;
 version 2, alias challenger) are built once by :func:`build_project` and shared with
@@ -24,13 +26,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from riskmodel.cli import app
-from riskmodel.modeling.model import load_model_dir
+from riskmodel.data.book import bucket_of
+from riskmodel.explain.reasons import render_one, sentence_without_typical
+from riskmodel.features.catalogue import SPECIAL_REASONS, describe
+from riskmodel.modeling.model import OPTIONAL_FILES, load_model_dir
 from riskmodel.pipeline import read_features
+from riskmodel.registry import ARTIFACT_KEY
 from training_helpers import write_params
 
 pytestmark = pytest.mark.slow
@@ -46,6 +53,9 @@ GRADES = [*(str(k) for k in range(1, 11)), "D"]
 STATUSES = {"scored", "in_default", "no_recent_history"}
 LINEAGE = ["model_name", "model_version", "model_run_id", "data_fingerprint", "scored_at"]
 TRAIN = {"n_estimators": 60, "search": [{}]}
+#: label.dpd_threshold and score.recent_days of the params (their defaults)
+DPD = 90
+RECENT = 365
 
 
 def columns(k: int) -> list[str]:
@@ -184,13 +194,50 @@ def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def assert_same_parts(a: Path, b: Path) -> None:
-    """The output parts of two runs, part file for part file, equal but for scored_at."""
+    """The output parts of two runs, part file for part file, equal but for scored_at: the
+    same rows and the same Parquet layout."""
     assert parts(a) == parts(b) and parts(a)
+    stamps = {read_manifest(a)["scored_at"], read_manifest(b)["scored_at"]}
     for name in parts(a):
         ta = pq.read_table(a / name).drop_columns(["scored_at"])
         tb = pq.read_table(b / name).drop_columns(["scored_at"])
         assert ta.schema.equals(tb.schema), name
         assert ta.equals(tb), name
+        assert_same_layout(a / name, b / name, stamps)
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    return json.loads((out / "_scoring.json").read_text())
+
+
+def _key_values(meta: pq.FileMetaData, stamps: set[str]) -> dict[bytes, bytes]:
+    """The schema's key-value metadata but for anything holding scored_at (by name, or a
+    value that holds the run's scored_at)."""
+    return {k: v for k, v in (meta.metadata or {}).items()
+            if b"scored_at" not in k and not any(s.encode() in v for s in stamps)}
+
+
+def assert_same_layout(a: Path, b: Path, stamps: set[str]) -> None:
+    """Two part files written the same way: writer, row groups and rows in each, every
+    column chunk's type, compression and encodings, the key-value metadata."""
+    ma, mb = pq.read_metadata(a), pq.read_metadata(b)
+    assert (ma.created_by, ma.format_version) == (mb.created_by, mb.format_version), a.name
+    assert (ma.num_rows, ma.num_columns) == (mb.num_rows, mb.num_columns), a.name
+    assert ma.num_row_groups == mb.num_row_groups, a.name
+    for i in range(ma.num_row_groups):
+        ga, gb = ma.row_group(i), mb.row_group(i)
+        assert ga.num_rows == gb.num_rows, (a.name, i)
+        for j in range(ga.num_columns):
+            ca, cb = ga.column(j), gb.column(j)
+            where = (a.name, i, ca.path_in_schema)
+            assert ca.path_in_schema == cb.path_in_schema, where
+            assert ca.physical_type == cb.physical_type, where
+            assert ca.compression == cb.compression, where
+            assert sorted(ca.encodings) == sorted(cb.encodings), where
+            assert ca.has_dictionary_page == cb.has_dictionary_page, where
+    kv = _key_values(ma, stamps)
+    assert b"ARROW:schema" in kv, a.name  # the Arrow schema (ordered grade) travels along
+    assert kv == _key_values(mb, stamps), a.name
 
 
 def staging_beside(out: Path) -> list[Path]:
@@ -216,6 +263,78 @@ def activity(raw: Path, as_of: dt.date, days: int = 365) -> tuple[set[str], set[
     recent = issued & (issue > at - pd.Timedelta(days=days))
     still_open = issued & (paid.isna() | (paid > at))
     return set(inv.loc[recent | still_open, "buyer_id"]), set(inv.loc[issued, "buyer_id"])
+
+
+def raw_invoices(raw: Path) -> pd.DataFrame:
+    """The raw invoices (buyer, issue, due and paid dates as timestamps), read once."""
+    key = ("invoices", str(raw))
+    if key not in _CACHE:
+        inv = pd.read_parquet(raw / "invoices",
+                              columns=["buyer_id", "issue_date", "due_date", "paid_date"])
+        for col in ("issue_date", "due_date", "paid_date"):
+            inv[col] = pd.to_datetime(inv[col])
+        _CACHE[key] = inv
+    return _CACHE[key]
+
+
+def raw_events(raw: Path) -> pd.DataFrame:
+    key = ("events", str(raw))
+    if key not in _CACHE:
+        ev = pd.read_parquet(raw / "events.parquet", columns=["buyer_id", "event_date"])
+        ev["event_date"] = pd.to_datetime(ev["event_date"])
+        _CACHE[key] = ev
+    return _CACHE[key]
+
+
+def in_default_at(raw: Path, as_of: dt.date) -> set[str]:
+    """The buyers in default at ``as_of`` by the raw data contract ("Outcome"), from the raw
+    files: an event dated on or before ``as_of``, or an invoice unpaid at ``as_of`` (no
+    ``paid_date <= as_of``) that is at least :data:`DPD` days past due then. An invoice that
+    was 90 days past due earlier but is paid by ``as_of`` does not count (the contract's
+    "at A"; the code reads it so too: ``dpd_now`` in ``riskmodel.features.labels``)."""
+    at = pd.Timestamp(as_of)
+    inv, ev = raw_invoices(raw), raw_events(raw)
+    unpaid = (inv["issue_date"] <= at) & (inv["paid_date"].isna() | (inv["paid_date"] > at))
+    late = unpaid & ((at - inv["due_date"]).dt.days >= DPD)
+    return set(ev.loc[ev["event_date"] <= at, "buyer_id"]) | set(inv.loc[late, "buyer_id"])
+
+
+def open_at(raw: Path, as_of: dt.date) -> set[str]:
+    """Buyers with an invoice issued by ``as_of`` and not paid by then."""
+    at = pd.Timestamp(as_of)
+    inv = raw_invoices(raw)
+    still = (inv["issue_date"] <= at) & (inv["paid_date"].isna() | (inv["paid_date"] > at))
+    return set(inv.loc[still, "buyer_id"])
+
+
+def days_since_last_invoice(raw: Path, as_of: dt.date) -> pd.Series:
+    """Days from each buyer's last invoice issued by ``as_of`` to ``as_of``."""
+    at = pd.Timestamp(as_of)
+    inv = raw_invoices(raw)
+    last = inv[inv["issue_date"] <= at].groupby("buyer_id")["issue_date"].max()
+    return (at - last).dt.days
+
+
+def expected_statuses(raw: Path, as_of: dt.date, recent_days: int = RECENT) -> pd.Series:
+    """Each buyer's status by docs/scoring.md, from the raw files: ``in_default`` (the
+    contract's, first), else ``no_recent_history`` (no invoice issued in the
+    ``recent_days`` days up to ``as_of`` and nothing open, or no invoice by then), else
+    ``scored``."""
+    buyers = pd.read_parquet(raw / "buyers.parquet", columns=["buyer_id"])["buyer_id"]
+    days = days_since_last_invoice(raw, as_of)
+    recent = set(days.index[days < recent_days]) | open_at(raw, as_of)
+    index = pd.Index(sorted(buyers.astype(str)), name="buyer_id")
+    status = pd.Series("no_recent_history", index=index, dtype=object)
+    status[index.isin(sorted(recent))] = "scored"
+    status[index.isin(sorted(in_default_at(raw, as_of)))] = "in_default"
+    return status
+
+
+def assert_statuses(frame: pd.DataFrame, expected: pd.Series, buyers: set[str]) -> None:
+    """The output's status of each of ``buyers`` is the expected one."""
+    got = frame.set_index("buyer_id")["status"].astype(str)
+    wrong = {b: (got[b], expected[b]) for b in sorted(buyers) if got[b] != expected[b]}
+    assert not wrong, f"(output, expected) status of {len(wrong)} buyer(s): {wrong}"
 
 
 def features_at(project: Project, when: dt.date) -> pd.DataFrame:
@@ -324,21 +443,23 @@ def test_grade_sorts_in_master_scale_order(base: Scoring) -> None:
 
 def test_in_default_and_no_recent_history_follow_the_data(base: Scoring, project: Project,
                                                           earlier: Scoring) -> None:
-    """in_default as the features stage says; no_recent_history exactly the live buyers
-    with no invoice issued in the 365 days up to the as-of date and nothing open, checked
-    against the raw invoices."""
+    """Every buyer with an invoice by the as-of date has the status the raw files give
+    (:func:`expected_statuses`: in default by the contract, computed here and not by the
+    features stage; no_recent_history exactly the live buyers with no invoice issued in the
+    365 days up to the as-of date and nothing open); a buyer with no invoice yet is never
+    scored."""
     for run, when in ((base, OBSERVED), (earlier, EARLIER)):
         frame = run.frame()
         assert (frame["as_of"] == when).all()
-        feats = features_at(project, when)
-        defaulted = set(feats.loc[feats["status"].astype(str) == "in_default", "buyer_id"])
-        assert set(frame.loc[frame["status"] == "in_default", "buyer_id"]) == defaulted
+        expected = expected_statuses(project.raw, when)
         active, issued = activity(project.raw, when)
+        assert_statuses(frame, expected, issued)
         none = set(frame.loc[frame["status"] == "no_recent_history", "buyer_id"])
+        defaulted = set(frame.loc[frame["status"] == "in_default", "buyer_id"])
         scored = set(frame.loc[frame["status"] == "scored", "buyer_id"])
-        assert none and not none & active
-        assert scored == active - defaulted
-        assert set(frame["buyer_id"]) - issued <= none  # no invoice yet: not scored
+        assert none and defaulted and not none & active
+        assert scored == active - in_default_at(project.raw, when)
+        assert not (set(frame["buyer_id"]) - issued) & scored  # no invoice yet: not scored
     # a lapsed buyer (invoices once, none for a year) at observed_until
     frame = base.frame()
     _, issued = activity(project.raw, OBSERVED)
@@ -350,6 +471,111 @@ def test_in_default_and_no_recent_history_follow_the_data(base: Scoring, project
     assert len(frame) == 1500 and set(frame["buyer_id"]) - issued
 
 
+def test_in_default_is_the_contracts_for_every_buyer(base: Scoring, project: Project,
+                                                      earlier: Scoring) -> None:
+    """``in_default`` is exactly the buyers in default at the as-of date by the raw data
+    contract, computed here from the raw files: a credit event dated on or before it, or an
+    invoice unpaid then and 90 or more days past due. That includes a buyer with a credit
+    event and no invoice at all by then (the small world has some): docs/scoring.md puts
+    ``in_default`` before ``no_recent_history``, so an insolvent buyer is graded D with
+    PD 1 and R91, not sent for a "fresh review"."""
+    for run, when in ((base, OBSERVED), (earlier, EARLIER)):
+        frame = run.frame().set_index("buyer_id")
+        expected = in_default_at(project.raw, when)
+        _, issued = activity(project.raw, when)
+        assert expected & issued and expected - issued  # both kinds are in the data
+        got = set(frame.index[frame["status"] == "in_default"])
+        missing, extra = sorted(expected - got), sorted(got - expected)
+        shown = {b: frame.loc[b, "status"] for b in missing}
+        assert not missing and not extra, (
+            f"at {when}: in default by the contract, not in the output: {shown} (of them "
+            f"with no invoice by then: {sorted(set(missing) - issued)}); in_default in the "
+            f"output only: {extra}")
+        d = frame.loc[sorted(expected)]
+        assert (d["pd"] == 1.0).all() and (d["grade"] == "D").all()
+        assert (d["grade_rank"] == 11).all() and (d["reason_1"] == "R91").all()
+        assert (d["reason_1_text"] == SPECIAL_REASONS["in_default"][2]).all()
+
+
+def lapsed_buyer(raw: Path) -> tuple[str, dt.date]:
+    """A buyer and the day of its last invoice ``L``: ``L + 365`` within the book, every
+    invoice paid by ``L + 364`` and no event by ``L + 365`` (nothing open and not in default
+    at either date); the one with the most invoices (then the smallest id)."""
+    inv, ev = raw_invoices(raw), raw_events(raw)
+    by = inv.groupby("buyer_id")
+    g = pd.DataFrame({"last": by["issue_date"].max(), "paid": by["paid_date"].max(),
+                      "unpaid": inv["paid_date"].isna().groupby(inv["buyer_id"]).sum(),
+                      "n": by.size()})
+    first_event = ev.groupby("buyer_id")["event_date"].min().reindex(g.index)
+    end = g["last"] + pd.Timedelta(days=RECENT)
+    ok = ((end <= pd.Timestamp(OBSERVED)) & (g["unpaid"] == 0) & (g["paid"] < end)
+          & ~(first_event <= end))
+    pick = g[ok].sort_index().sort_values("n", ascending=False, kind="stable")
+    assert len(pick), "a buyer that lapsed a year before observed_until with nothing open"
+    return str(pick.index[0]), pick["last"].iloc[0].date()
+
+
+def test_no_recent_history_starts_365_days_after_the_last_invoice(
+        project: Project, tmp_path: Path) -> None:
+    """A lapsed buyer with nothing open is scored 364 days after its last invoice and is
+    no_recent_history 365 days after it; every buyer with an invoice by then has the status
+    the raw files give at both dates."""
+    buyer, last = lapsed_buyer(project.raw)
+    for days, status in ((RECENT - 1, "scored"), (RECENT, "no_recent_history")):
+        when = last + dt.timedelta(days=days)
+        assert days_since_last_invoice(project.raw, when)[buyer] == days
+        assert buyer not in open_at(project.raw, when)
+        assert buyer not in in_default_at(project.raw, when)
+        _, done = run_score(project.book, tmp_path / f"at{days}", project.params, "--model",
+                            project.model, "--as-of", when.isoformat(), "--explain", "0")
+        frame = done.frame()
+        assert (frame["as_of"] == when).all()
+        row = frame.set_index("buyer_id").loc[buyer]
+        assert row["status"] == status, (buyer, when)
+        if status == "scored":
+            assert 0 < row["pd"] < 1 and row["grade"] == expected_grade(row["pd"])
+        else:
+            assert pd.isna(row["pd"]) and pd.isna(row["grade"]) and pd.isna(row["grade_rank"])
+        _, issued = activity(project.raw, when)
+        assert_statuses(frame, expected_statuses(project.raw, when), issued)
+
+
+def test_recent_days_moves_the_cut_off(base: Scoring, project: Project,
+                                       tmp_path: Path) -> None:
+    """With ``score.recent_days: 400`` exactly the buyers 365 to 399 days past their last
+    invoice, with nothing open and not in default, go from no_recent_history to scored
+    (with the model's PD of their features); every other row is as it was."""
+    params = write_params(tmp_path / "params.yaml", train=TRAIN, book={"buckets": 3},
+                          master_scale={"upper_bounds": BOUNDS}, score={"recent_days": 400})
+    _, done = run_score(project.book, tmp_path / "scores", params, "--model", project.model,
+                        "--explain", "0")
+    before = base.frame()
+    before = before.drop(columns=[c for c in before.columns if c.startswith("reason")])
+    after = done.frame()
+    assert list(after["buyer_id"]) == list(before["buyer_id"])
+    days = days_since_last_invoice(project.raw, OBSERVED)
+    expected = (set(days.index[(days >= RECENT) & (days < 400)])
+                - open_at(project.raw, OBSERVED) - in_default_at(project.raw, OBSERVED))
+    changed = after["status"] != before["status"]
+    assert set(after.loc[changed, "buyer_id"]) == expected and expected
+    assert (before.loc[changed, "status"] == "no_recent_history").all()
+    moved = after[changed].set_index("buyer_id")
+    assert (moved["status"] == "scored").all()
+    assert ((moved["pd"] > 0) & (moved["pd"] < 1)).all()
+    assert moved["grade"].astype(str).tolist() == [expected_grade(p) for p in moved["pd"]]
+    model = load_model_dir(project.model)
+    feats = features_at(project, OBSERVED).set_index("buyer_id").loc[moved.index].reset_index()
+    pred = model.predict(feats[["buyer_id", "as_of", "status", *model.spec.names]])
+    assert (moved["pd"].to_numpy() == pred["pd"].to_numpy()).all()
+    assert_same_rows(before[~changed].reset_index(drop=True),
+                     after[~changed].reset_index(drop=True))
+    manifest = read_manifest(done.out)
+    counts = before["status"].value_counts()
+    assert manifest["by_status"]["scored"] == counts["scored"] + len(expected)
+    assert manifest["by_status"]["no_recent_history"] == (counts["no_recent_history"]
+                                                          - len(expected))
+
+
 # --------------------------------------------------------------------------- consistency
 
 
@@ -359,7 +585,8 @@ def test_pd_and_reasons_are_those_of_explain(base: Scoring, project: Project) ->
               out, "--as-of", OBSERVED.isoformat(), "--top", "3")
     assert res.exit_code == 0, res.output
     frame = base.frame().set_index("buyer_id")
-    rated = frame[frame["status"] != "no_recent_history"]
+    _, issued = activity(project.raw, OBSERVED)  # explain rates the buyers with features
+    rated = frame[(frame["status"] != "no_recent_history") & frame.index.isin(sorted(issued))]
     ex = pd.read_parquet(out / "scores.parquet").set_index("buyer_id")
     assert set(rated.index) <= set(ex.index)
     ex = ex.loc[rated.index]
@@ -382,7 +609,7 @@ def test_pd_at_an_earlier_date_is_the_models_pd_of_the_features(
     model = load_model_dir(project.model)
     pred = model.predict(feats[["buyer_id", "as_of", "status", *model.spec.names]])
     pred.index = feats["buyer_id"]
-    rated = frame[frame["status"] != "no_recent_history"]
+    rated = frame[(frame["status"] != "no_recent_history") & frame.index.isin(pred.index)]
     assert len(rated) > 1000
     assert (rated["pd"].to_numpy() == pred.loc[rated.index, "pd"].to_numpy()).all()
     assert (rated["grade"].astype(str).to_numpy()
@@ -436,21 +663,169 @@ def test_lineage_and_manifest(base: Scoring, project: Project) -> None:
     assert f"with {NAME} v1 (local)" in base.stdout
 
 
+def test_column_types_are_those_of_the_docs(base: Scoring) -> None:
+    """docs/scoring.md "The output": the Parquet types of every part."""
+    strings = ["buyer_id", "status", *(f"reason_{i}" for i in (1, 2, 3)),
+               *(f"reason_{i}_text" for i in (1, 2, 3)), *LINEAGE[:-1]]
+    for name in parts(base.out):
+        schema = pq.read_schema(base.out / name)
+        assert schema.names == columns(3), name
+        assert schema.field("as_of").type == pa.date32()
+        assert schema.field("pd").type == pa.float64()
+        grade = schema.field("grade").type
+        assert pa.types.is_dictionary(grade) and grade.ordered, grade
+        assert grade.value_type == pa.string()
+        assert schema.field("grade_rank").type == pa.int8()
+        assert schema.field("scored_at").type == pa.timestamp("us", tz="UTC")
+        for col in strings:
+            assert schema.field(col).type == pa.string(), col
+
+
+def model_profile(model: Path) -> dict[str, Any]:
+    """The domain profile file of a model folder."""
+    path = model / "artifacts" / ARTIFACT_KEY / OPTIONAL_FILES["profile"]
+    return json.loads(path.read_text())
+
+
+def test_the_profile_counts_the_scored_buyers_in_the_training_bins(
+        base: Scoring, project: Project) -> None:
+    """``_profile.parquet``: for every profiled feature the scored buyers once each, in the
+    bins of the model's training profile (recomputed here from the features stage's
+    features at the as-of date)."""
+    path = base.out / "_profile.parquet"
+    assert path.is_file()
+    prof = pd.read_parquet(path)
+    assert list(prof.columns) == ["feature", "bin", "rows"]
+    frame = base.frame()
+    scored = sorted(frame.loc[frame["status"] == "scored", "buyer_id"])
+    profile = model_profile(project.model)
+    assert set(prof["feature"]) == set(profile["numeric"]) | set(profile["categorical"])
+    sums = prof.groupby("feature")["rows"].sum()
+    assert (sums == len(scored)).all(), sums[sums != len(scored)]
+    assert (prof["rows"] > 0).all()
+    feats = features_at(project, OBSERVED).set_index("buyer_id").loc[scored]
+    checked = []
+    for name, num in profile["numeric"].items():
+        edges = np.asarray(num["edges"], dtype=float)
+        values = pd.to_numeric(feats[name]).to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(values)
+        counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"),
+                             minlength=len(edges) + 1)
+        expected = {str(i): int(c) for i, c in enumerate(counts) if c}
+        if missing.any():
+            expected["<NA>"] = int(missing.sum())
+        got = prof[prof["feature"] == name].set_index("bin")["rows"].astype(int).to_dict()
+        assert got == expected, name
+        if len(expected) > 5 and missing.any():
+            checked.append(name)
+    assert len(checked) >= 2  # features with many bins and missing values among them
+    for name in profile["categorical"]:
+        got = prof[prof["feature"] == name].set_index("bin")["rows"].astype(int).to_dict()
+        expected = feats[name].astype(object).fillna("<NA>").astype(str).value_counts()
+        assert got == expected.astype(int).to_dict(), name
+
+
+def typical_words(names: list[str], typical: pd.Series) -> dict[str, tuple[str, str]]:
+    """Each feature's reason sentence around its ``{value}`` with ``typical`` quoted, as
+    :func:`riskmodel.explain.reasons.reason_codes` fills it: (before, after)."""
+    out = {}
+    for name in names:
+        info = describe(name)
+        t = float(typical.get(name, np.nan))
+        words = render_one(info.concept.render, t, info.concept.expm1) if np.isfinite(t) else None
+        text = info.template if words is not None else sentence_without_typical(info)
+        pre, _, post = text.replace("{typical}", words or "").partition("{value}")
+        out[name] = (pre, post)
+    return out
+
+
+def test_typical_buyers_takes_the_medians_of_the_first_buckets(
+        base: Scoring, project: Project, tmp_path: Path) -> None:
+    """With ``score.typical_buyers: 300`` the reason sentences quote the medians over the
+    live buyers of the first buckets that hold 300 buyers (here bucket 0), computed here from
+    the features at the as-of date; every sentence of the default run (the whole book) is the
+    same sentence with the other median, and only where the two medians read differently."""
+    from riskmodel.explain.reasons import typical_values
+
+    params = write_params(tmp_path / "params.yaml", train=TRAIN, book={"buckets": 3},
+                          master_scale={"upper_bounds": BOUNDS}, score={"typical_buyers": 300})
+    _, done = run_score(project.book, tmp_path / "scores", params, "--model", project.model)
+    small, full = done.frame(), base.frame()
+    texts = [f"reason_{i}_text" for i in (1, 2, 3)]
+    # the medians move the sentences only: the same statuses, PDs and codes
+    assert_same_rows(full.drop(columns=texts), small.drop(columns=texts))
+
+    feats = features_at(project, OBSERVED)
+    feats["bucket"] = [bucket_of(b, 3) for b in feats["buyer_id"]]
+    sample, seen = [], 0
+    for k in range(3):
+        sample.append(k)
+        seen += int((feats["bucket"] == k).sum())
+        if seen >= 300:
+            break
+    assert sample == [0]  # bucket 0 alone holds 300 buyers with an invoice
+    names = list(load_model_dir(project.model).spec.names)
+    live = feats[feats["status"].astype(str) != "in_default"]
+    assert len(live) < len(feats)
+    medians = {"full": typical_values(live, names),
+               "small": typical_values(live[live["bucket"].isin(sample)], names)}
+    # spelled out for one feature: the median of bucket 0's live buyers
+    col = pd.to_numeric(live.loc[live["bucket"] == 0, "dbt_mean_180"]).dropna()
+    assert medians["small"]["dbt_mean_180"] == float(np.median(col))
+    around = {k: typical_words(names, v) for k, v in medians.items()}
+    differ = {n for n in names if around["full"][n] != around["small"][n]}
+    assert len(differ) >= 5
+
+    changed = 0
+    special = {code for code, _, _ in SPECIAL_REASONS.values()}
+    for i in (1, 2, 3):
+        code, a, b = full[f"reason_{i}"], full[f"reason_{i}_text"], small[f"reason_{i}_text"]
+        for row in np.flatnonzero(a.notna().to_numpy()):
+            text, c = a.iloc[row], code.iloc[row]
+            options = set()
+            for n in names:
+                pre, post = around["full"][n]
+                if (describe(n).code == c and len(text) >= len(pre) + len(post)
+                        and text.startswith(pre) and text.endswith(post)):
+                    value = text[len(pre):len(text) - len(post)]
+                    options.add(around["small"][n][0] + value + around["small"][n][1])
+            if not options:  # no median quoted: a special reason, or a missing value
+                assert c in special or any(describe(n).code == c
+                                           and text == describe(n).missing_template
+                                           for n in names), (c, text)
+                options = {text}
+            assert len(options) == 1, (c, text, options)
+            assert b.iloc[row] == options.pop(), (c, text)
+            changed += b.iloc[row] != text
+    assert changed > 50
+
+
 # --------------------------------------------------------------------------- reruns
 
 
 def test_a_rerun_gives_the_same_rows_and_replaces_the_output(project: Project,
                                                              tmp_path: Path) -> None:
+    """The second run replaces the whole folder: a file of the user's and a stray part put
+    into the first output are gone, and the manifest is the second run's."""
     out = tmp_path / "scores"
     _, first = run_score(project.book, out, project.params, "--model", project.model)
     before = first.frame()
     saved = tmp_path / "first"
     shutil.copytree(out, saved)
+    # still a scoring output (its _scoring.json is there), with two files no run writes
+    (out / "_marker").write_text("left by hand")
+    shutil.copyfile(out / "part-00000.parquet", out / "part-99999.parquet")
     _, second = run_score(project.book, out, project.params, "--model", project.model)
+    assert not (out / "_marker").exists()
+    assert not (out / "part-99999.parquet").exists()
     after = second.frame()
     assert_same_rows(before, after)
     assert_same_parts(saved, out)
-    assert after["scored_at"].iloc[0] >= before["scored_at"].iloc[0]
+    assert read_manifest(out)["parts"] == parts(out) == parts(saved)
+    stamp = dt.datetime.fromisoformat(read_manifest(out)["scored_at"])
+    assert stamp >= second.started.replace(microsecond=0)
+    assert stamp > dt.datetime.fromisoformat(read_manifest(saved)["scored_at"])
+    assert (after["scored_at"] == pd.Timestamp(stamp)).all()
     assert not staging_beside(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "scores"]
 
@@ -528,6 +903,73 @@ def test_a_killed_run_leaves_the_earlier_output_as_it_was(
     assert (done.frame()["scored_at"] == stamp).all()
 
 
+class LastBucketFailed(RuntimeError):
+    """The error the patched scoring of the last bucket raises."""
+
+
+def fail_the_last_bucket(monkeypatch: pytest.MonkeyPatch, n_buckets: int) -> list[int]:
+    """Make the local engine's scoring of bucket ``n_buckets - 1`` (the last, scored after
+    every other bucket's part is written into the staging folder) raise; returns the buckets
+    whose scoring was started."""
+    import riskmodel.scoring.local as local_engine
+
+    real = local_engine.score_bucket
+    started: list[int] = []
+
+    def failing(job: Any, k: int, *args: Any, **kwargs: Any) -> Any:
+        started.append(k)
+        if k == n_buckets - 1:
+            written = sorted(p.name for p in Path(job.workdir, "data").glob("part-*.parquet"))
+            assert written == [f"part-{i:05d}.parquet" for i in range(k)]
+            raise LastBucketFailed(f"bucket {k} failed")
+        return real(job, k, *args, **kwargs)
+
+    monkeypatch.setattr(local_engine, "score_bucket", failing)
+    return started
+
+
+def test_a_failure_in_the_last_bucket_leaves_no_output(
+        project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = fail_the_last_bucket(monkeypatch, 3)
+    out = tmp_path / "scores"
+    res, _ = run_score(project.book, out, project.params, "--model", project.model,
+                       "--explain", "0", ok=False)
+    assert isinstance(res.exception, LastBucketFailed), res.output
+    assert res.exit_code != 0
+    assert started == [0, 1, 2]
+    assert not out.exists() and not staging_beside(out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_in_the_last_bucket_leaves_the_earlier_output_and_a_rerun_replaces_it(
+        base: Scoring, project: Project, twelve: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier 12-part output at --out stays byte for byte as it was when the 3-bucket
+    book's last bucket fails; the next (whole) run leaves exactly the 3 parts of its
+    manifest, those of a clean run."""
+    out = tmp_path / "scores"
+    shutil.copytree(twelve["clean"], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(parts(out)) == 12
+    started = fail_the_last_bucket(monkeypatch, 3)
+    res, _ = run_score(project.book, out, project.params, "--model", project.model,
+                       "--explain", "0", ok=False)
+    assert isinstance(res.exception, LastBucketFailed), res.output
+    assert started == [0, 1, 2]
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not staging_beside(out)
+    monkeypatch.undo()
+    _, done = run_score(project.book, out, project.params, "--model", project.model)
+    assert parts(out) == read_manifest(out)["parts"] == [f"part-{k:05d}.parquet"
+                                                        for k in range(3)]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("_")) == parts(out)
+    assert_same_rows(base.frame(), done.frame())
+    assert_same_parts(base.out, out)
+    assert not staging_beside(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
+
+
 # --------------------------------------------------------------------------- registry URIs
 
 
@@ -553,8 +995,12 @@ def test_models_and_runs_uris(base: Scoring, project: Project, tmp_path: Path) -
                           project.model2)
     v2 = folder.frame()
     assert lineage_of(v2) == (NAME, "2", project.run2)
-    # a different model: the PDs differ
-    assert (v2["pd"] != base.frame()["pd"]).sum() > 100
+    # a different model: the same statuses, and most scored buyers' PDs differ
+    v1 = base.frame()
+    assert v2["status"].equals(v1["status"])
+    scored = v1["status"] == "scored"
+    assert scored.sum() > 1000
+    assert (v2.loc[scored, "pd"] != v1.loc[scored, "pd"]).mean() > 0.5
 
     _, alias = run_score(project.book, tmp_path / "alias", project.params, "--model",
                          f"models:/{NAME}@challenger")
@@ -571,6 +1017,27 @@ def test_models_and_runs_uris(base: Scoring, project: Project, tmp_path: Path) -
                      (run.out, f"runs:/{project.run2}/model")):
         assert json.loads((out / "_scoring.json").read_text())["model_uri"] == uri
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_model_folder_that_was_never_registered(base: Scoring, project: Project,
+                                                   tmp_path: Path) -> None:
+    """A trained folder without registry.json: the same PDs, empty model name, version and
+    run id, and the summary says so."""
+    model = tmp_path / "model"
+    shutil.copytree(project.model, model, ignore=shutil.ignore_patterns("registry.json"))
+    assert not (model / "registry.json").exists()
+    _, done = run_score(project.book, tmp_path / "scores", project.params, "--model", model,
+                        "--explain", "0")
+    frame = done.frame()
+    for name in ("model_name", "model_version", "model_run_id"):
+        assert (frame[name] == "").all(), name
+        assert read_manifest(done.out)[name] == "", name
+    ref = base.frame()
+    assert (frame["data_fingerprint"] == ref["data_fingerprint"]).all()
+    assert (frame["pd"].fillna(-1) == ref["pd"].fillna(-1)).all()
+    assert read_manifest(done.out)["model_uri"] == str(model)
+    assert "with an unregistered model (local)" in done.stdout
+    assert f"{NAME} v" not in done.stdout
 
 
 def test_explain_sets_the_reason_columns(base: Scoring, project: Project,
@@ -631,6 +1098,19 @@ def test_a_model_that_cannot_be_found_is_refused(project: Project, tmp_path: Pat
                        ok=False)
     assert_refused(res, f"runs:/{'0' * 32}/model", "not found")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_is_not_a_model_folder_is_refused(project: Project,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "scores"
+    for folder in (tmp_path / "notamodel", project.book):
+        if not folder.exists():
+            folder.mkdir()
+            (folder / "booster.txt").write_text("not a model")
+        res, _ = run_score(project.book, out, project.params, "--model", folder, ok=False)
+        assert_refused(res, f"--model {folder}", "not a model folder")
+    assert not out.exists() and not staging_beside(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notamodel"]
 
 
 def test_the_default_model_without_a_store_is_refused_and_creates_no_store(
@@ -699,5 +1179,5 @@ def test_bad_engine_options_are_refused(project: Project, tmp_path: Path) -> Non
     assert_refused(res, "--spark-master needs --engine spark")
     res, _ = run_score(project.book, out, project.params, "--model", project.model,
                        "--explain", "-1", ok=False)
-    assert res.exit_code == 2
+    assert_refused(res, "--explain")
     assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """``riskmodel score --engine spark`` on ``local[2]``: every row and every part file equal to
-the local engine's (all but ``scored_at``), for a model folder at the book's latest date and
-for a registered model downloaded by the driver at an earlier date. One Spark session for
+the local engine's (all but ``scored_at``; the Parquet layout too), and the same
+``_profile.parquet``, for a model folder at the book's latest date and for a registered
+model downloaded by the driver at an earlier date. One Spark session for
 the module, stopped at its end. The project (book, features, registered models) is the one
 of ``test_score.py``."""
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from test_score import (
@@ -21,6 +23,7 @@ from test_score import (
     Project,
     Scoring,
     _no_tracking_env,
+    assert_same_layout,
     assert_same_parts,
     assert_same_rows,
     base_scoring,
@@ -96,7 +99,22 @@ def test_spark_rows_equal_the_local_engines(base: Scoring, spark_latest: Scoring
 
 
 def test_spark_part_files_equal_the_local_ones(base: Scoring, spark_latest: Scoring) -> None:
+    """Rows and layout (row groups, rows per group, each column chunk's compression and
+    encodings, the key-value metadata) of each part pair."""
     assert_same_parts(base.out, spark_latest.out)
+
+
+def assert_same_profile(local: Path, spark: Path) -> None:
+    a, b = local / "_profile.parquet", spark / "_profile.parquet"
+    assert a.is_file() and b.is_file()
+    ta, tb = pq.read_table(a), pq.read_table(b)
+    assert ta.num_rows and ta.schema.names == ["feature", "bin", "rows"]
+    assert ta.schema.equals(tb.schema) and ta.equals(tb)
+    assert_same_layout(a, b, set())
+
+
+def test_spark_profile_equals_the_local_one(base: Scoring, spark_latest: Scoring) -> None:
+    assert_same_profile(base.out, spark_latest.out)
 
 
 def test_spark_with_a_registered_model_at_an_earlier_date(
@@ -108,5 +126,6 @@ def test_spark_with_a_registered_model_at_an_earlier_date(
     assert (spark["model_version"] == "2").all() and (spark["model_run_id"] == project.run2).all()
     assert_same_rows(local.frame(), spark)
     assert_same_parts(local.out, spark_registered.out)
+    assert_same_profile(local.out, spark_registered.out)
     assert dt.date.fromisoformat(
         json.loads((spark_registered.out / "_scoring.json").read_text())["as_of"]) == EARLIER
