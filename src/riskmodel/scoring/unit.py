@@ -205,8 +205,12 @@ def score_bucket(job: ScoreJob, k: int, context: pa.Table, typical: pd.Series) -
 
     model = load_model(job.model_dir)
     frame = features_with_context(job, k, context)
-    ids = Book(job.book).read("buyers", k, ["buyer_id"])["buyer_id"]
-    rows = score_frame(job, model, frame, typical, ids)
+    book = Book(job.book)
+    ids = book.read("buyers", k, ["buyer_id"])["buyer_id"]
+    events = book.read("events", k, ["buyer_id", "event_date"])
+    known = pc.less_equal(events["event_date"], pa.scalar(job.as_of, pa.date32()))
+    with_event = set(pc.filter(events["buyer_id"], known).to_pylist())
+    rows = score_frame(job, model, frame, typical, ids, with_event)
     _atomic_parquet(rows, job.path("data", k, ".parquet"))
     _atomic_parquet(profile_counts(model, frame, rows), job.path("profile", k, ".parquet"))
     return counts(rows)
@@ -228,9 +232,12 @@ def profile_counts(model: RiskModel, frame: pd.DataFrame, rows: pa.Table) -> pa.
 
 
 def score_frame(job: ScoreJob, model: RiskModel, frame: pd.DataFrame, typical: pd.Series,
-                buyer_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+                buyer_ids: pa.Array | pa.ChunkedArray,
+                with_event: set[str] | None = None) -> pa.Table:
     """The output rows of one batch: ``frame`` is the features (with context) of the
-    buyers of ``buyer_ids`` that have an invoice by the as-of date."""
+    buyers of ``buyer_ids`` that have an invoice by the as-of date; ``with_event`` the
+    buyers with a credit event dated by then (in default by the contract, invoices or not:
+    those without any invoice have no features row and are set here)."""
     all_ids = np.sort(np.asarray(buyer_ids.to_pylist(), dtype=object))
     n = len(all_ids)
     at = pd.Index(all_ids).get_indexer(frame["buyer_id"].to_numpy())
@@ -259,6 +266,20 @@ def score_frame(job: ScoreJob, model: RiskModel, frame: pd.DataFrame, typical: p
         grade_idx[where] = pd.Series(pred["grade"]).map(order).to_numpy(dtype=np.int8)
         if job.top:
             _reasons_into(job, model, sub, typical, where, reasons, texts)
+    if with_event:
+        no_row = np.ones(n, dtype=bool)
+        no_row[at] = False
+        event = no_row & np.isin(all_ids, np.asarray(sorted(with_event), dtype=object))
+        if event.any():
+            from riskmodel.explain.reasons import SPECIAL_REASONS
+
+            code, _, text = SPECIAL_REASONS["in_default"]
+            status[event] = "in_default"
+            pdv[event] = 1.0
+            grade_idx[event] = len(job.grades) - 1
+            if job.top:
+                reasons[0, event] = code
+                texts[0, event] = text
     grade = pa.DictionaryArray.from_arrays(
         pa.array(grade_idx, mask=grade_idx < 0, type=pa.int8()),
         pa.array(list(job.grades), pa.string()), ordered=True)
