@@ -507,6 +507,18 @@ def report(
     log_run: Annotated[str | None, typer.Option(
         "--log-run", help="Log the report to this MLflow run: a model directory (its "
                           "registry.json names the run) or a run id.")] = None,
+    limits: Annotated[Path | None, typer.Option(
+        "--limits", help="The output of `riskmodel limits --out`: adds the credit limits by "
+                         "decision and the largest reductions, declines and "
+                         "referrals.")] = None,
+    views: Annotated[Path | None, typer.Option(
+        "--views", help="The --views folder of `riskmodel limits`: adds expected loss by "
+                        "grade, industry and country, concentration and the policy's "
+                        "economics.")] = None,
+    watch: Annotated[Path | None, typer.Option(
+        "--watch", help="The watch list of `riskmodel watch --out` (its .migration.csv, "
+                        ".psi.csv and .summary.json beside it): adds the watch list, the "
+                        "grade migration and the PSI.")] = None,
     params: ParamsOpt = None,
 ) -> None:
     """The analyst report: one offline HTML file with the portfolio, the buyers and why."""
@@ -519,9 +531,11 @@ def report(
         with pipeline.open_book(book, prm, progress=tick) as opened:
             res = pipeline.report(opened, explain_dir, out, previous=previous,
                                   detail_buyers=detail_buyers, buyers=ids, log_run_id=run_id,
-                                  project_dir=_project_dir(params))
+                                  project_dir=_project_dir(params), limits=limits,
+                                  views=views, watch=watch)
+    sections = f"; with {', '.join(res.sections)}" if res.sections else ""
     typer.echo(f"wrote the report of {res.buyers:,} buyers (payment histories of "
-               f"{res.histories:,}) to {res.path} ({res.size / 1e6:.1f} MB)")
+               f"{res.histories:,}{sections}) to {res.path} ({res.size / 1e6:.1f} MB)")
     if res.logged_run is not None:
         typer.echo(f"logged it to MLflow run {res.logged_run} (artifact report/{res.path.name})")
 

@@ -969,11 +969,17 @@ def report(
     buyers: Sequence[str] | None = None,
     log_run_id: str | None = None,
     project_dir: str | Path | None = None,
+    limits: str | Path | None = None,
+    views: str | Path | None = None,
+    watch: str | Path | None = None,
 ) -> Any:  # riskmodel.explain.report.Report
     """The analyst report (one offline HTML file) of an explain folder, with payment
     histories from ``book`` for the ``detail_buyers`` riskiest buyers and ``buyers``;
-    ``previous`` (an earlier explain folder) adds the changes since then. ``log_run_id``
-    logs the file as artifact ``report/`` of that MLflow run."""
+    ``previous`` (an earlier explain folder) adds the changes since then. ``limits`` (the
+    output of ``riskmodel limits``), ``views`` (its ``--views`` folder) and ``watch`` (the
+    watch list of ``riskmodel watch``, its other files beside it) add the sections of credit
+    limits, the watch list and the portfolio. ``log_run_id`` logs the file as artifact
+    ``report/`` of that MLflow run."""
     from riskmodel.explain.report import ReportError, build_report, check_run, log_report
 
     out = output_file(out)
@@ -987,7 +993,8 @@ def report(
                             "earlier `riskmodel explain`)")
     try:
         rep = build_report(explain_dir, book, out, previous=previous,
-                           detail_buyers_n=detail_buyers, buyers=list(buyers or ()))
+                           detail_buyers_n=detail_buyers, buyers=list(buyers or ()),
+                           limits=limits, views=views, watch=watch)
         if log_run_id is not None:
             log_report(rep.path, log_run_id, project_dir=project_dir)
     except ReportError as exc:

@@ -10,7 +10,11 @@ and writes one HTML file that works offline:
 * a buyer table rendered by a small inline script from data embedded as JSON in a
   ``<script type="application/json">`` block, a page at a time, sortable and searchable;
 * per buyer a detail panel: the waterfall of its contributions, its reasons and its payment
-  history (days beyond terms, open and overdue amounts by month).
+  history (days beyond terms, open and overdue amounts by month);
+* when given, the decision outputs as tables rendered here (:func:`decision_sections`): the
+  credit limits of ``riskmodel limits`` by decision with the largest reductions, declines and
+  referrals; the watch list of ``riskmodel watch`` with its grade migration and PSI; and the
+  portfolio views of ``riskmodel limits --views`` (expected loss, concentration, economics).
 
 Everything in the file that comes from the data is escaped: text in the HTML and SVG written
 here goes through :func:`html.escape`; the embedded JSON escapes ``<``, ``>``, ``&`` and
@@ -424,6 +428,586 @@ def _by_category(df: pd.DataFrame, column: str, title: str) -> str:
     return bar_chart_svg(labels, values, notes, title)
 
 
+# --------------------------------------------------------------------------- decision outputs
+
+#: reductions, declines and referrals listed in the credit-limits section
+LIMIT_ROWS = 20
+#: buyers of the watch list listed, largest exposure at risk first
+WATCH_ROWS = 50
+#: exposures listed in the concentration table
+CONCENTRATION_ROWS = 10
+DECISIONS = ("approve", "reduce", "decline", "refer")
+LIMIT_TEXT = ("buyer_id", "supplier_id", "as_of", "grade", "decision", "decision_reasons",
+              "sentence", "model_name", "model_version")
+LIMIT_NUMBERS = ("pd", "current_limit", "requested_limit", "recommended_limit")
+WATCH_TEXT = ("buyer_id", "triggers", "previous_status", "current_status", "previous_grade",
+              "current_grade")
+WATCH_NUMBERS = ("previous_pd", "current_pd", "exposure", "exposure_at_risk")
+#: the files of a ``riskmodel limits --views`` folder the report reads
+VIEW_FILES = ("el_by_grade.csv", "el_by_industry.csv", "el_by_country.csv",
+              "concentration.csv", "portfolio.json", "bank_coverage.csv")
+TRIGGER_WORDS = {"downgrade": "downgrade", "pd_doubled": "PD doubled",
+                 "newly_overdue": "newly overdue", "delay_model": "payment-delay warning"}
+BASIS_WORDS = {"open_receivables": "open receivables", "current_limit": "credit limits"}
+
+#: a table cell: its text and its class ("num" right-aligns a number; "row" makes it the
+#: row's header)
+Cell = tuple[str, str]
+
+
+def _t(x: Any) -> Cell:
+    return ("" if _text(x) is None else str(x), "")
+
+
+def _n(text: str) -> Cell:
+    return (text, "num")
+
+
+def _amount(x: Any) -> str:
+    """A whole amount with thousands separators (never ``-0``); empty when missing."""
+    v = _num(x, 2)
+    return "" if v is None else f"{round(v):,}"
+
+
+def _sum_amount(x: Any) -> str:
+    """A sum: 0 where there was nothing to add up."""
+    return _amount(x) or "0"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
+
+
+def _share(x: Any) -> str:
+    v = _num(x)
+    return "" if v is None else f"{v:.1%}"
+
+
+def _pd_text(x: Any) -> str:
+    v = _num(x)
+    return "" if v is None else _pct(v)
+
+
+def _decimal(x: Any, digits: int = 8) -> str:
+    """A number with up to ``digits`` decimals, trailing zeros dropped (``0.1234``)."""
+    v = _num(x, digits)
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _count(x: Any) -> str:
+    v = _num(x, 0)
+    return "0" if v is None else f"{int(v):,}"
+
+
+def _html_table(head: Sequence[Cell], rows: Sequence[Sequence[Cell]], label: str, *,
+                cls: str = "dtab", total: bool = False) -> str:
+    """A table rendered here, every text escaped; ``total``: the last row is a total."""
+    def attr(c: str) -> str:
+        return f' class="{_e(c)}"' if c else ""
+
+    th = "".join(f'<th scope="col"{attr(c)}>{_e(t)}</th>' for t, c in head)
+    body = []
+    for i, row in enumerate(rows):
+        cells = "".join(f'<th scope="row">{_e(t)}</th>' if c == "row"
+                        else f"<td{attr(c)}>{_e(t)}</td>" for t, c in row)
+        last = ' class="total"' if total and i == len(rows) - 1 else ""
+        body.append(f"<tr{last}>{cells}</tr>")
+    return (f'<table class="{_e(cls)}" aria-label="{_e(label)}"><thead><tr>{th}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def _section(ident: str, title: str, body: str) -> str:
+    return (f'<section class="box decisions" id="{_e(ident)}"><h2>{_e(title)}</h2>\n'
+            f"{body}\n</section>\n")
+
+
+def _p(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _duck_source(path: Path, option: str, what: str) -> str:
+    """The DuckDB table function that reads ``path``: a CSV (every column as text, typed
+    below) or a Parquet file."""
+    if not path.is_file():
+        raise ReportError(f"{option} {path}: no such file ({what})")
+    literal = "'" + str(path).replace("'", "''") + "'"
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return f"read_csv({literal}, header = true, all_varchar = true)"
+    if suffix == ".parquet":
+        return f"read_parquet({literal})"
+    raise ReportError(f"{option} {path}: name a .csv or .parquet file ({what})")
+
+
+def _typed(con: duckdb.DuckDBPyConnection, source: str, path: Path, option: str,
+           text: Sequence[str], numbers: Sequence[str], optional: Sequence[str] = ()) -> str:
+    """A SELECT over ``source`` with ``text`` columns as VARCHAR and ``numbers`` as DOUBLE
+    (a value that is no number is NULL); the ``optional`` text columns are NULL when the
+    file lacks them. Missing columns are refused."""
+    try:
+        columns = [str(r[0]) for r in con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    except duckdb.Error as exc:
+        raise ReportError(f"{option} {path}: cannot read it: {exc}") from exc
+    missing = [c for c in (*text, *numbers) if c not in columns]
+    if missing:
+        raise ReportError(f"{option} {path}: missing column(s) {', '.join(missing)}")
+
+    def q(c: str) -> str:
+        return '"' + c.replace('"', '""') + '"'
+
+    parts = [f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in text]
+    parts += [f"TRY_CAST({q(c)} AS DOUBLE) AS {q(c)}" for c in numbers]
+    parts += [f"CAST({q(c)} AS VARCHAR) AS {q(c)}" if c in columns
+              else f"CAST(NULL AS VARCHAR) AS {q(c)}" for c in optional]
+    return f"SELECT {', '.join(parts)} FROM {source}"
+
+
+def _sql(con: duckdb.DuckDBPyConnection, sql: str, path: Path, option: str) -> pd.DataFrame:
+    try:
+        return con.sql(sql).df()
+    except duckdb.Error as exc:
+        raise ReportError(f"{option} {path}: cannot read it: {exc}") from exc
+
+
+@dataclass
+class LimitsView:
+    """What the credit-limits section shows, read from the output of ``riskmodel limits``."""
+
+    path: Path
+    #: per decision (and a last ``total`` row): lines, buyers and the sums of the limits
+    by_decision: pd.DataFrame
+    #: the largest reductions, declines and referrals by the amount asked
+    largest: pd.DataFrame
+    as_of: list[str]
+    models: list[str]
+
+
+def read_limits(path: str | Path) -> LimitsView:
+    """The output of ``riskmodel limits --out`` (``.csv`` or ``.parquet``), summed by
+    decision in one DuckDB pass, and its :data:`LIMIT_ROWS` largest reductions, declines
+    and referrals by the amount asked (the request, else the current limit)."""
+    path = Path(path)
+    source = _duck_source(path, "--limits", "the output of `riskmodel limits --out`")
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        typed = _typed(con, source, path, "--limits", LIMIT_TEXT, LIMIT_NUMBERS)
+        by = _sql(con, f"""
+            WITH l AS ({typed})
+            SELECT coalesce(decision, '') AS decision, grouping(decision) AS is_total,
+                   count(*) AS lines, count(DISTINCT buyer_id) AS buyers,
+                   sum(current_limit) AS current_limit,
+                   count(requested_limit) AS requests, sum(requested_limit) AS requested_limit,
+                   count(recommended_limit) AS recommended,
+                   sum(recommended_limit) AS recommended_limit
+            FROM l GROUP BY GROUPING SETS ((decision), ())""", path, "--limits")
+        largest = _sql(con, f"""
+            WITH l AS ({typed})
+            SELECT *, coalesce(requested_limit, current_limit) AS asked FROM l
+            WHERE decision IN ('reduce', 'decline', 'refer')
+            ORDER BY asked DESC NULLS LAST, buyer_id, supplier_id NULLS FIRST
+            LIMIT {LIMIT_ROWS}""", path, "--limits")
+        runs = _sql(con, f"""
+            WITH l AS ({typed})
+            SELECT DISTINCT coalesce(as_of, '') AS as_of, coalesce(model_name, '') AS name,
+                   coalesce(model_version, '') AS version
+            FROM l ORDER BY ALL""", path, "--limits")
+    finally:
+        con.close()
+    order = {d: i for i, d in enumerate(DECISIONS)}
+    by = by.assign(_o=[(int(t), order.get(d, len(order)), d)
+                       for t, d in zip(by["is_total"], by["decision"], strict=True)])
+    by = by.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+    models = sorted({f"{n} v{v}" if v else (n or "an unregistered model")
+                     for n, v in zip(runs["name"], runs["version"], strict=True)})
+    return LimitsView(path, by, largest, sorted(set(runs["as_of"]) - {""}), models)
+
+
+def limits_html(view: LimitsView) -> str:
+    """The credit-limits section: lines and buyers by decision, and the largest reductions,
+    declines and referrals with their sentences."""
+    by = view.by_decision
+    total = by[by["is_total"] == 1]
+    lines = int(total["lines"].iloc[0]) if len(total) else 0
+    buyers = int(total["buyers"].iloc[0]) if len(total) else 0
+    head = [("decision", ""), ("lines", "num"), ("buyers", "num"), ("current limits", "num"),
+            ("requests", "num"), ("requested limits", "num"), ("recommended limits", "num")]
+    rows = [[(str(r["decision"]) if not r["is_total"] else "total", "row"),
+             _n(_count(r["lines"])), _n(_count(r["buyers"])),
+             _n(_sum_amount(r["current_limit"])), _n(_count(r["requests"])),
+             _n(_sum_amount(r["requested_limit"])), _n(_sum_amount(r["recommended_limit"]))]
+            for r in by.to_dict("records")]
+    as_of = ", ".join(view.as_of) or "-"
+    intro = (f"{lines:,} credit lines of {buyers:,} buyers as of {as_of}, from "
+             f"{view.path} (scores of {', '.join(view.models) or '-'}).")
+    note = ("Requested limits: the sum over the lines with a request (the requests column "
+            "counts them). Recommended limits: the limits the policy gives; a line referred "
+            "without a PD has none. A buyer whose lines got different decisions counts under "
+            "each of them, once in the total.")
+    big = view.largest
+    n = len(big)
+    list_head = [("buyer", ""), ("supplier", ""), ("decision", ""), ("grade", ""),
+                 ("PD", "num"), ("current", "num"), ("requested", "num"),
+                 ("recommended", "num"), ("codes", ""), ("sentence", "")]
+    list_rows = [[_t(r["buyer_id"]), _t(r["supplier_id"]), _t(r["decision"]), _t(r["grade"]),
+                  _n(_pd_text(r["pd"])), _n(_amount(r["current_limit"])),
+                  _n(_amount(r["requested_limit"])), _n(_amount(r["recommended_limit"])),
+                  _t(r["decision_reasons"]), (_t(r["sentence"])[0], "sentence")]
+                 for r in big.to_dict("records")]
+    body = [_p(intro),
+            _html_table(head, rows, "credit lines by decision", cls="dtab narrow",
+                        total=True),
+            _p(note),
+            f"<h3>The {n:,} largest reductions, declines and referrals</h3>",
+            _p("By the amount asked: the requested limit, or the current limit where the line "
+               "has no request. The sentence is the one for the policyholder."),
+            _html_table(list_head, list_rows, "largest reductions, declines and referrals")
+            if n else _p("No line is reduced, declined or referred.")]
+    return _section("credit-limits", "Credit limits", "\n".join(body))
+
+
+@dataclass
+class WatchView:
+    """What the watch-list section shows, read from ``riskmodel watch --out`` and the files
+    beside it."""
+
+    path: Path
+    rows: int
+    top: pd.DataFrame
+    migration: pd.DataFrame
+    psi: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def _csv(path: Path, option: str, **kwargs: Any) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{option} {path}: cannot read it: {exc}") from exc
+
+
+def _json(path: Path, option: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{option} {path}: cannot read it: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ReportError(f"{option} {path}: not a JSON object")
+    return data
+
+
+def read_watch(path: str | Path) -> WatchView:
+    """The watch list of ``riskmodel watch --out`` (``.parquet`` or ``.csv``), its
+    :data:`WATCH_ROWS` buyers of largest exposure at risk, and the migration matrix, PSI
+    table and summary written beside it."""
+    from riskmodel.decisions.watch import output_paths
+
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ReportError(f"--watch {path}: name the .parquet or .csv file written by "
+                          "`riskmodel watch --out`")
+    files = output_paths(path)
+    source = _duck_source(path, "--watch", "the watch list written by `riskmodel watch --out`")
+    for key in ("migration", "psi", "summary"):
+        if not files[key].is_file():
+            raise ReportError(f"--watch: {files[key]}: no such file (`riskmodel watch --out "
+                              f"{path}` writes it beside the watch list)")
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        typed = _typed(con, source, path, "--watch", WATCH_TEXT, WATCH_NUMBERS,
+                       optional=("reason_1_text",))
+        counted = _sql(con, f"SELECT count(*) AS n FROM ({typed})", path, "--watch")
+        top = _sql(con, f"""
+            SELECT * FROM ({typed})
+            ORDER BY exposure_at_risk DESC NULLS LAST, buyer_id
+            LIMIT {WATCH_ROWS}""", path, "--watch")
+    finally:
+        con.close()
+    migration = _csv(files["migration"], "--watch", dtype=str, keep_default_na=False)
+    if "previous_grade" not in migration.columns:
+        raise ReportError(f"--watch {files['migration']}: missing column previous_grade")
+    psi = _csv(files["psi"], "--watch", dtype={"kind": str, "name": str, "flag": str},
+               keep_default_na=False, na_values={"psi": [""]})
+    missing = [c for c in ("kind", "name", "psi", "flag") if c not in psi.columns]
+    if missing:
+        raise ReportError(f"--watch {files['psi']}: missing column(s) {', '.join(missing)}")
+    return WatchView(path, int(counted["n"].iloc[0]), top, migration, psi,
+                     _json(files["summary"], "--watch"))
+
+
+def _grade_move(status: Any, grade: Any) -> str:
+    if _text(grade) is not None and str(grade) != "":
+        return str(grade)
+    return "new" if _text(status) is None or str(status) == "" else "none"
+
+
+def _triggers(text: Any) -> str:
+    names = [t.strip() for t in str(_text(text) or "").split(",") if t.strip()]
+    return ", ".join(TRIGGER_WORDS.get(t, t) for t in names)
+
+
+def watch_html(view: WatchView) -> str:
+    """The watch-list section: the buyers of largest exposure at risk, the grade migration
+    matrix, the score PSI and the features flagged."""
+    s = view.summary
+    prev, cur = s.get("previous") or {}, s.get("current") or {}
+    wl = s.get("watch_list") or {}
+    fired = ", ".join(f"{TRIGGER_WORDS.get(k, k)} {_count(v)}"
+                      for k, v in (wl.get("by_trigger") or {}).items())
+    basis = BASIS_WORDS.get(str(s.get("exposure_basis")), str(s.get("exposure_basis", "-")))
+    intro = (f"{view.rows:,} buyers on the watch list between the scoring runs of "
+             f"{prev.get('as_of', '-')} ({prev.get('model', '-')}) and {cur.get('as_of', '-')} "
+             f"({cur.get('model', '-')}), from {view.path}. Triggers fired: {fired or '-'}. "
+             f"Exposure at risk (PD x {basis}): {_sum_amount(wl.get('exposure_at_risk'))}.")
+    head = [("buyer", ""), ("triggers", ""), ("grade", ""), ("PD", "num"),
+            ("exposure", "num"), ("exposure at risk", "num"), ("first reason", "")]
+    rows = [[_t(r["buyer_id"]), _t(_triggers(r["triggers"])),
+             _t(f"{_grade_move(r['previous_status'], r['previous_grade'])} \u2192 "
+                f"{_grade_move(r['current_status'], r['current_grade'])}"),
+             _n(f"{_pd_text(r['previous_pd']) or '-'} \u2192 {_pd_text(r['current_pd']) or '-'}"),
+             _n(_amount(r["exposure"])), _n(_amount(r["exposure_at_risk"])),
+             _t(r["reason_1_text"])]
+            for r in view.top.to_dict("records")]
+    n = len(view.top)
+    body = [_p(intro), f"<h3>The {n:,} buyers of largest exposure at risk</h3>",
+            _html_table(head, rows, "watch list by exposure at risk") if n
+            else _p("No buyer is on the watch list.")]
+    for note in s.get("notes") or []:
+        body.append(_p(f"Note: {note}"))
+    body += ["<h3>Grade migration</h3>",
+             _p("Buyers by grade in the previous run (rows) and the current one (columns); "
+                "none: no grade in that run (no recent history, or not in the run)."),
+             _migration_html(view.migration)]
+    body += ["<h3>Stability</h3>", _psi_html(view.psi, s)]
+    return _section("watch-list", "Watch list", "\n".join(body))
+
+
+def _migration_html(matrix: pd.DataFrame) -> str:
+    labels = [c for c in matrix.columns if c != "previous_grade"]
+    rank = {g: i for i, g in enumerate(GRADES)}
+    counts = matrix[labels].apply(pd.to_numeric, errors="coerce").fillna(0).astype(np.int64)
+    head: list[Cell] = [("previous \\ current", "")]
+    head += [(c, "num") for c in labels] + [("total", "num")]
+    rows: list[list[Cell]] = []
+    for i, prev in enumerate(matrix["previous_grade"]):
+        row: list[Cell] = [(str(prev), "row")]
+        for c in labels:
+            v = int(counts[c].iloc[i])
+            cls = "num"
+            if v == 0:
+                cls += " zero"
+            elif c == prev:
+                cls += " diag"
+            elif prev in rank and c in rank:
+                cls += " worse" if rank[c] > rank[prev] else " better"
+            row.append((f"{v:,}", cls))
+        row.append(_n(f"{int(counts.iloc[i].sum()):,}"))
+        rows.append(row)
+    rows.append([("total", "row"), *[_n(f"{int(counts[c].sum()):,}") for c in labels],
+                 _n(f"{int(counts.to_numpy().sum()):,}")])
+    return _html_table(head, rows, "grade migration matrix", cls="dtab narrow mig", total=True)
+
+
+def _psi_html(psi: pd.DataFrame, summary: dict[str, Any]) -> str:
+    score = psi[psi["kind"] == "score"]
+    parts = []
+    if len(score):
+        r = score.iloc[0]
+        parts.append(_p(f"Score PSI {_decimal(r['psi'], 4)} ({r['flag']}): the PDs of the "
+                        "buyers scored in each run, in deciles of the previous run's PDs. "
+                        "Above 0.10: watch; above 0.25: act."))
+    feats = psi[psi["kind"] == "feature"]
+    flagged = feats[feats["flag"].isin(["watch", "act"])]
+    if not len(feats):
+        parts.append(_p("No feature PSI (the runs were made by different models, or "
+                        "scored without a domain profile)."))
+    elif not len(flagged):
+        parts.append(_p(f"No feature flagged: all {len(feats):,} are stable."))
+    else:
+        head = [("feature", ""), ("PSI", "num"), ("flag", "")]
+        rows = [[_t(r["name"]), _n(_decimal(r["psi"], 4)), (str(r["flag"]), f"flag-{r['flag']}")]
+                for r in flagged.to_dict("records")]
+        parts.append(_p(f"{len(flagged):,} of {len(feats):,} features flagged (act "
+                        f"{int((flagged['flag'] == 'act').sum()):,}, watch "
+                        f"{int((flagged['flag'] == 'watch').sum()):,}). The cycle_* features "
+                        "describe the credit cycle at the as-of date and move between any two "
+                        "dates by design."))
+        parts.append(_html_table(head, rows, "features flagged", cls="dtab narrow"))
+    return "\n".join(parts)
+
+
+@dataclass
+class PortfolioView:
+    """What the portfolio section shows, read from a ``riskmodel limits --views`` folder."""
+
+    views: Path
+    groups: dict[str, pd.DataFrame]
+    concentration: pd.DataFrame
+    portfolio: dict[str, Any]
+    bank: Path
+
+
+EL_COLUMNS = ("lines", "buyers", "limit", "expected_loss", "expected_loss_open", "el_share",
+              "el_rate")
+
+
+def read_portfolio(views: str | Path, limits_as_of: Sequence[str] | None = None
+                   ) -> PortfolioView:
+    """The expected-loss views, ``concentration.csv`` and ``portfolio.json`` of a
+    ``riskmodel limits --views`` folder; ``limits_as_of`` (the as-of dates of the limits
+    file shown beside) must be the views' own date."""
+    root = Path(views)
+    if not root.is_dir():
+        raise ReportError(f"--views {root}: no such folder (give the --views folder of "
+                          "`riskmodel limits`)")
+    for name in VIEW_FILES:
+        if not (root / name).is_file():
+            raise ReportError(f"--views: {root / name}: no such file (`riskmodel limits "
+                              "--views` writes it)")
+    groups = {}
+    for key in ("grade", "industry", "country"):
+        path = root / f"el_by_{key}.csv"
+        frame = _csv(path, "--views", dtype={key: str}, keep_default_na=False,
+                     na_values={c: [""] for c in EL_COLUMNS})
+        missing = [c for c in (key, *EL_COLUMNS) if c not in frame.columns]
+        if missing:
+            raise ReportError(f"--views {path}: missing column(s) {', '.join(missing)}")
+        groups[key] = frame
+    path = root / "concentration.csv"
+    text_cols = ("buyer_id", "industry", "country", "grade")
+    conc = _csv(path, "--views", dtype=dict.fromkeys(text_cols, str), keep_default_na=False,
+                na_values={c: [""] for c in ("rank", "limit", "expected_loss", "share",
+                                             "cumulative_share")})
+    missing = [c for c in (*text_cols, "limit", "share", "cumulative_share")
+               if c not in conc.columns]
+    if missing:
+        raise ReportError(f"--views {path}: missing column(s) {', '.join(missing)}")
+    portfolio = _json(root / "portfolio.json", "--views")
+    as_of = portfolio.get("as_of")
+    if limits_as_of and as_of is not None and [str(as_of)] != list(limits_as_of):
+        raise ReportError(f"--views {root}: portfolio.json is as of {as_of}, the --limits "
+                          f"file of {', '.join(limits_as_of)}: give the views of the same "
+                          "`riskmodel limits` run")
+    return PortfolioView(root, groups, conc.head(CONCENTRATION_ROWS), portfolio,
+                         root / "bank_coverage.csv")
+
+
+def _el_rows(frame: pd.DataFrame, key: str, top: int | None) -> pd.DataFrame:
+    """The groups by expected loss (largest first, ``top`` of them and the rest summed), or
+    in file order (grades) when ``top`` is None."""
+    frame = frame.copy()
+    frame[key] = frame[key].astype(str)
+    if top is None or len(frame) <= top:
+        if top is not None:
+            frame = frame.sort_values(["expected_loss", key], ascending=[False, True],
+                                      kind="stable")
+        return frame.reset_index(drop=True)
+    frame = frame.sort_values(["expected_loss", key], ascending=[False, True], kind="stable")
+    head, tail = frame.head(top), frame.iloc[top:]
+    sums = {c: tail[c].sum() for c in ("lines", "buyers", "limit", "expected_loss",
+                                       "expected_loss_open", "el_share")}
+    limit = float(sums["limit"])
+    rest = {key: f"{len(tail):,} others", **sums,
+            "el_rate": float(sums["expected_loss"]) / limit if limit > 0 else np.nan}
+    return pd.concat([head, pd.DataFrame([rest])], ignore_index=True)
+
+
+def portfolio_html(view: PortfolioView) -> str:
+    """The portfolio section: expected loss by grade, industry and country (charts and
+    tables), concentration, the policy's economics and where the bank export is."""
+    pf = view.portfolio
+    eco = pf.get("economics") or {}
+    charts, tables = [], []
+    for key, title in (("grade", "grade"), ("industry", "industry"), ("country", "country")):
+        rows = _el_rows(view.groups[key], key, None if key == "grade" else CHART_CATEGORIES)
+        values = [float(v) if _num(v) is not None else 0.0 for v in rows["expected_loss"]]
+        charts.append(bar_chart_svg(
+            list(rows[key]), values, [f"({_share(s) or '-'} of EL)" for s in rows["el_share"]],
+            f"Expected loss by {title}", fmt=_amount))
+        head = [(title, ""), ("lines", "num"), ("buyers", "num"), ("limits in force", "num"),
+                ("expected loss", "num"), ("share of EL", "num"), ("EL / limit", "num"),
+                ("EL on open receivables", "num")]
+        cells = [[(str(r[key]), "row"), _n(_count(r["lines"])), _n(_count(r["buyers"])),
+                 _n(_sum_amount(r["limit"])), _n(_sum_amount(r["expected_loss"])),
+                 _n(_share(r["el_share"])), _n(_pd_text(r["el_rate"])),
+                 _n(_sum_amount(r["expected_loss_open"]))]
+                for r in rows.to_dict("records")]
+        tables.append(f'<div><h3>Expected loss by {_e(title)}</h3>'
+                      f'{_html_table(head, cells, f"expected loss by {title}", cls="dtab narrow")}'
+                      "</div>")
+    conc = view.concentration
+    n = len(conc)
+    held = _share(conc["cumulative_share"].iloc[-1]) if n else "-"
+    conc_head = [("rank", "num"), ("buyer", ""), ("industry", ""), ("country", ""),
+                 ("grade", ""), ("limits in force", "num"), ("expected loss", "num"),
+                 ("share", "num"), ("cumulative share", "num")]
+    conc_rows = [[_n(_count(r.get("rank", i + 1))), _t(r["buyer_id"]), _t(r["industry"]),
+                  _t(r["country"]), _t(r["grade"]), _n(_amount(r["limit"])),
+                  _n(_amount(r.get("expected_loss"))), _n(_share(r["share"])),
+                  _n(_share(r["cumulative_share"]))]
+                 for i, r in enumerate(conc.to_dict("records"))]
+    hhi = pf.get("herfindahl")
+    effective = pf.get("effective_buyers")
+    cards = [("insured exposure (limits in force)", _sum_amount(pf.get("insured_exposure"))),
+             ("expected loss (PD x LGD x limit)", _sum_amount(pf.get("expected_loss"))),
+             (f"premium ({_share(eco.get('premium_rate')) or '-'} of the insured exposure)",
+              _sum_amount(eco.get("premium"))),
+             (f"expected loss covered ({_share(eco.get('insured_share')) or '-'} insured)",
+              _sum_amount(eco.get("expected_loss_covered"))),
+             ("loss ratio (expected loss covered / premium)",
+              _share(eco.get("loss_ratio")) or "-")]
+    card_html = "".join(f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>'
+                        for k, v in cards)
+    size = view.bank.stat().st_size
+    body = [
+        _p(f"From {view.views}, as of {pf.get('as_of', '-')}: {_count(pf.get('lines'))} credit "
+           f"lines of {_count(pf.get('buyers'))} buyers. The exposure on a line is the limit in "
+           "force after the review (the recommended limit; the current one while the line is "
+           "referred); its expected loss is PD x LGD x that limit."),
+        f'<div class="cards">{card_html}</div>',
+        _p(f"Premium: premium rate x insured exposure. Expected loss covered: expected loss x "
+           f"the insured share. LGD {_share(eco.get('lgd')) or '-'}. Expected loss on the open "
+           f"receivables the limits cover: {_sum_amount(pf.get('expected_loss_open'))}; limits "
+           f"on lines without a PD (no expected loss): "
+           f"{_sum_amount(pf.get('limit_without_pd'))}."),
+        f'<div class="charts">{"".join(charts)}</div>',
+        f'<div class="tables">{"".join(tables)}</div>',
+        "<h3>Concentration</h3>",
+        _p(f"The {n:,} largest exposures (buyers' limits in force together) hold {held} of the "
+           f"limits in force. Herfindahl index {_decimal(hhi)} (the sum of the squared shares "
+           f"of the buyers; effective number of buyers {_decimal(effective, 2)})."),
+        _html_table(conc_head, conc_rows, "largest exposures", cls="dtab narrow") if n
+        else _p("No exposure."),
+        "<h3>Bank coverage export</h3>",
+        _p(f"The bank coverage export, what the policy insures line by line for the bank that "
+           f"finances the policyholders' receivables, is {view.bank} ({_size(size)})."),
+    ]
+    return _section("portfolio-risk", "Portfolio: expected loss, concentration and economics",
+                    "\n".join(body))
+
+
+def decision_sections(*, limits: str | Path | None = None, views: str | Path | None = None,
+                      watch: str | Path | None = None) -> tuple[str, list[str]]:
+    """The HTML of the sections of the decision outputs given (credit limits, watch list,
+    portfolio) and their names; every file is read and checked first."""
+    lim = read_limits(limits) if limits is not None else None
+    wat = read_watch(watch) if watch is not None else None
+    pfo = read_portfolio(views, lim.as_of if lim is not None else None) \
+        if views is not None else None
+    html_parts, names = [], []
+    if lim is not None:
+        html_parts.append(limits_html(lim))
+        names.append("credit limits")
+    if wat is not None:
+        html_parts.append(watch_html(wat))
+        names.append("watch list")
+    if pfo is not None:
+        html_parts.append(portfolio_html(pfo))
+        names.append("portfolio")
+    return "".join(html_parts), names
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -452,6 +1036,9 @@ class Report:
     size: int
     #: the MLflow run the report was logged to (None: not logged)
     logged_run: str | None = None
+    #: the sections of decision outputs in the report ("credit limits", "watch list",
+    #: "portfolio")
+    sections: tuple[str, ...] = ()
 
 
 def build_report(
@@ -464,11 +1051,17 @@ def build_report(
     buyers: Sequence[str] = (),
     history_months: int = HISTORY_MONTHS,
     title: str = "Buyer risk report",
+    limits: str | Path | None = None,
+    views: str | Path | None = None,
+    watch: str | Path | None = None,
 ) -> Report:
     """Write the analyst report of ``explain_dir`` (the folder of ``riskmodel explain``) to
     ``out``: one HTML file with everything inline. ``previous`` (an earlier explain folder)
     adds each buyer's change of grade and PD and marks new buyers. Payment histories are
-    computed from ``book`` for the ``detail_buyers_n`` riskiest buyers and for ``buyers``."""
+    computed from ``book`` for the ``detail_buyers_n`` riskiest buyers and for ``buyers``.
+    ``limits`` (the output of ``riskmodel limits``), ``views`` (its ``--views`` folder) and
+    ``watch`` (the watch list of ``riskmodel watch``) add the sections of
+    :func:`decision_sections`."""
     ex = read_explained(explain_dir)
     scores = ex.scores
     if scores.empty:
@@ -479,6 +1072,7 @@ def build_report(
                           f"the book's observed_until {book.observed_until}: give the book "
                           "the explanations were made from")
     prev = read_scores(previous) if previous is not None else None
+    extra, sections = decision_sections(limits=limits, views=views, watch=watch)
     firms = firmographics(book, list(scores["buyer_id"]))
     chosen = detail_buyers(scores, detail_buyers_n, buyers)
     when = dict(zip(scores["buyer_id"], scores["as_of"].dt.date, strict=True))
@@ -519,12 +1113,13 @@ def build_report(
                     f"{asked}: {len(chosen):,} buyers. The other buyers show their "
                     "contributions and reasons only.")
     page = _page(title=title, cards=cards, charts=[grade_svg, industry_svg, country_svg],
-                 note=history_note, data={"meta": meta, "buyers": rows})
+                 note=history_note, data={"meta": meta, "buyers": rows}, extra=extra,
+                 css=_CSS + _DECISIONS_CSS if extra else _CSS)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return Report(path, len(rows), len(chosen), dates, prev is not None,
-                  path.stat().st_size)
+                  path.stat().st_size, sections=tuple(sections))
 
 
 def log_report(path: str | Path, run_id: str, *,
@@ -614,6 +1209,21 @@ padding:16px 20px}
 .hist .dbt{fill:#d68910}.hist .open{fill:#9fb6d6}.hist .over{fill:var(--bad)}
 .hist line{stroke:#9aa5b4}
 details table td,details table th{font-size:12px;padding:2px 6px}
+"""
+
+#: the styles of the decision sections, added to the page only when it has them
+_DECISIONS_CSS = """
+section.box h3{font-size:14px;margin:14px 0 6px}
+.dtab{font-size:13px;margin:4px 0 10px}
+.dtab.narrow{width:auto}
+.dtab th{cursor:default;white-space:normal}
+.dtab th[scope=row]{background:none;font-weight:600;white-space:nowrap}
+.dtab tr.total td,.dtab tr.total th{font-weight:600;border-top:2px solid #9aa5b4}
+.dtab td.sentence{min-width:320px}
+.mig td.diag{background:#eef1f5;font-weight:600}
+.mig td.worse{color:var(--bad)}.mig td.better{color:var(--good)}.mig td.zero{color:#b8c0cc}
+.flag-act{color:var(--bad);font-weight:600}.flag-watch{color:#d68910;font-weight:600}
+.tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 """
 
 _JS = r"""
@@ -901,10 +1511,13 @@ _JS = r"""
 
 
 def _page(*, title: str, cards: list[tuple[str, str]], charts: list[str], note: str,
-          data: dict[str, Any]) -> str:
+          data: dict[str, Any], extra: str = "", css: str = _CSS) -> str:
+    """The page; ``extra`` (sections rendered here, escaped) goes between the portfolio
+    summary and the buyer table, ``css`` is the page's one style element (hashed in the
+    content security policy, as the script is)."""
     script = _JS.replace("__TABLE_REASONS__", str(TABLE_REASONS))
     csp = ("default-src 'none'; img-src data:; base-uri 'none'; form-action 'none'; "
-           f"script-src '{_csp_hash(script)}'; style-src '{_csp_hash(_CSS)}'")
+           f"script-src '{_csp_hash(script)}'; style-src '{_csp_hash(css)}'")
     heads = [("id", "buyer"), ("g", "grade"), ("pd", "PD")]
     if data["meta"]["previous"]:
         heads += [("dg", "grade change"), ("dpd", "PD change")]
@@ -922,7 +1535,7 @@ def _page(*, title: str, cards: list[tuple[str, str]], charts: list[str], note: 
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{_e(title)} ({_e(asof)})</title>
-<style>{_CSS}</style>
+<style>{css}</style>
 </head>
 <body>
 <header><h1>{_e(title)}</h1>
@@ -933,7 +1546,7 @@ the book.</p></header>
 <div class="cards">{card_html}</div>
 <div class="charts">{"".join(charts)}</div>
 </section>
-<section class="box" id="table"><h2>Buyers</h2>
+{extra}<section class="box" id="table"><h2>Buyers</h2>
 <div class="tools"><input id="search" type="search" placeholder="search buyer id or reason"
 aria-label="search buyer id or reason text" autocomplete="off">
 <span id="count" class="note"></span></div>
