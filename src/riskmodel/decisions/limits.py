@@ -512,7 +512,7 @@ def decide(lines: pd.DataFrame, params: LimitsParams) -> pd.DataFrame:
 
     f["grade_cap"] = np.round(grade_cap, 2)
     f["el_cap"] = np.where(np.isfinite(el_cap), np.round(el_cap, 2), np.nan)
-    f["recommended_limit"] = rec
+    f["recommended_limit"] = rec + 0.0  # a zero reached from below prints as 0, not -0
     f["decision"] = decision
     f["decision_reasons"] = codes.to_numpy(zero_copy_only=False)
     ctx = _Context(f, params, req, cur, need, rec, cap, share, has_req, is_d, held, over,
