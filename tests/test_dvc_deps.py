@@ -33,6 +33,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DEMO_TRUTH = "data/raw/truth.parquet"
+#: the params files the stages read (the PD model's and the 30-day delay model's)
+PARAMS_FILES = ("params.yaml", "params.delay30.yaml")
 TRACE = """
 import atexit, json, sys
 out = sys.argv[1]
@@ -55,16 +57,18 @@ def covered(file: Path, deps: list[str]) -> bool:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     project = tmp_path_factory.mktemp("dvcproject")
-    text = (ROOT / "params.yaml").read_text()
-    assert text.count(f"truth: {DEMO_TRUTH}") == 1
-    text = text.replace(f"truth: {DEMO_TRUTH}", "truth: null")
-    # gates any model passes: the small world's model becomes the champion, so the stages
-    # after promote (which score with the champion) run too
-    for gate, value in (("min_auc", "0.0"), ("max_ece", "1.0"), ("max_auc_drop", "1.0"),
-                        ("max_score_psi", "100.0")):
-        text, n = re.subn(rf"(?m)^(  {gate}:\s*)[0-9.]+", rf"\g<1>{value}", text)
-        assert n == 1, gate
-    (project / "params.yaml").write_text(text)
+    for name in PARAMS_FILES:
+        text = (ROOT / name).read_text()
+        if name == "params.yaml":
+            assert text.count(f"truth: {DEMO_TRUTH}") == 1
+            text = text.replace(f"truth: {DEMO_TRUTH}", "truth: null")
+        # gates any model passes: the small world's models become champions, so the stages
+        # after promote (which score with the champion) run too
+        for gate, value in (("min_auc", "0.0"), ("max_ece", "1.0"), ("max_auc_drop", "1.0"),
+                            ("max_score_psi", "100.0")):
+            text, n = re.subn(rf"(?m)^(  {gate}:\s*)[0-9.]+", rf"\g<1>{value}", text)
+            assert n == 1, (name, gate)
+        (project / name).write_text(text)
     write_world(SynthConfig(n_buyers=1200, start=dt.date(2019, 1, 1), end=dt.date(2023, 12, 31),
                             seed=4, chunk_buyers=600), project / "data" / "raw")
     (project / DEMO_TRUTH).unlink()  # real data have no truth file
