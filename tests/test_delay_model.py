@@ -22,6 +22,14 @@ DELAY_PARAMS = REPO / "params.delay30.yaml"
 A = dt.date(2024, 3, 31)
 
 
+#: the sections in which params.delay30.yaml differs from params.yaml: what defines the
+#: model (its label, snapshots, training, calibration, evaluation, registered name and
+#: backtest); every other section (the data, book, features, master scale, gates, scoring,
+#: watch list and decisions) must be the same
+DELAY_SECTIONS = {"label", "snapshots", "train", "calibration", "evaluate", "registry",
+                  "backtest"}
+
+
 def test_the_delay_params_are_the_pd_params_with_a_30_day_label() -> None:
     pd_prm, delay = load_params(REPO / "params.yaml"), load_params(DELAY_PARAMS)
     assert (delay.label.horizon_days, delay.label.dpd_threshold) == (30, 30)
@@ -30,10 +38,13 @@ def test_the_delay_params_are_the_pd_params_with_a_30_day_label() -> None:
     assert pd_prm.registry.model_name != delay.registry.model_name
     assert delay.evaluate.truth is None
     assert delay.snapshots.frequency == "monthly"
-    # the same features, master scale and gates as the PD model
-    assert delay.features == pd_prm.features
-    assert delay.master_scale == pd_prm.master_scale
-    assert delay.promote == pd_prm.promote
+    mine, theirs = delay.model_dump(), pd_prm.model_dump()
+    assert set(mine) == set(theirs) and DELAY_SECTIONS <= set(mine)
+    same = sorted(set(mine) - DELAY_SECTIONS)
+    assert {"features", "master_scale", "promote", "limits", "terms", "portfolio",
+            "watch"} <= set(same)
+    for name in same:
+        assert mine[name] == theirs[name], name
 
 
 # --------------------------------------------------------------------------- the label
@@ -52,9 +63,7 @@ INVOICES = {
 }
 
 
-@pytest.fixture(scope="module")
-def hand_book(tmp_path_factory: pytest.TempPathFactory) -> Book:
-    root = tmp_path_factory.mktemp("delay_label")
+def _raw(root: Path) -> Path:
     raw = root / "raw"
     raw.mkdir()
     rows = [{"invoice_id": f"i-{b}", "buyer_id": b,
@@ -66,11 +75,19 @@ def hand_book(tmp_path_factory: pytest.TempPathFactory) -> Book:
         raw / "buyers.csv", index=False)
     pd.DataFrame({"buyer_id": [], "event_date": [], "event_type": []}).to_csv(
         raw / "events.csv", index=False)
-    pipeline.validate(raw, root / "book", parse_params({}), observed_until=dt.date(2024, 6, 30))
+    return raw
+
+
+@pytest.fixture(scope="module")
+def hand_book(tmp_path_factory: pytest.TempPathFactory) -> Book:
+    root = tmp_path_factory.mktemp("delay_label")
+    pipeline.validate(_raw(root), root / "book", parse_params({}),
+                      observed_until=dt.date(2024, 6, 30))
     return Book(root / "book")
 
 
 def _labels(book: Book, params: Params, tmp: Path) -> pd.DataFrame:
+    tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / "labels.parquet"
     pipeline.labels(book, out, params, dates=[A])
     return pipeline.read_labels(out).set_index("buyer_id")
@@ -84,13 +101,42 @@ def test_the_30_day_label(hand_book: Book, tmp_path: Path) -> None:
                    "paid_later": True, "paid_before": False, "paid_on_day": False}
 
 
-def test_the_pd_label_of_the_same_invoices_differs(hand_book: Book, tmp_path: Path) -> None:
-    """With params.yaml (90 days past due within a year) no buyer is in default at A, and
-    only the invoices still unpaid 90 days after their due date are bad."""
-    got = _labels(hand_book, load_params(REPO / "params.yaml"), tmp_path)
-    assert not got["in_default"].any()
-    # every window (A, A + 365] ends after 2024-06-30: nothing is labelled yet
-    assert got["bad"].isna().all()
+@pytest.fixture(scope="module")
+def observed_book(tmp_path_factory: pytest.TempPathFactory) -> Book:
+    """The same invoices observed until 2025-03-31 = A + 365: the PD label's window is
+    complete (the payments are as above: none after 2024-05-02)."""
+    root = tmp_path_factory.mktemp("delay_label_observed")
+    raw = _raw(root)
+    pipeline.validate(raw, root / "book", parse_params({}), observed_until=dt.date(2025, 3, 31),
+                      today=dt.date(2025, 4, 30))
+    return Book(root / "book")
+
+
+def test_the_pd_label_of_the_same_invoices_differs(hand_book: Book, observed_book: Book,
+                                                   tmp_path: Path) -> None:
+    """With params.yaml (90 days past due within a year) no buyer is in default at A (the
+    latest is 30 days past due), and every invoice still unpaid reaches 90 days past due
+    inside (2024-03-31, 2025-03-31]: day31 (on 2024-06-30) and late_at_a are bad there, not
+    for the 30-day label; paid_later, paid at 32 days, is bad only for the 30-day label."""
+    # observed until 2024-06-30, every window (A, A + 365] is still open: nothing labelled
+    partial = _labels(hand_book, load_params(REPO / "params.yaml"), tmp_path / "partial")
+    assert not partial["in_default"].any()
+    assert partial["bad"].isna().all()
+
+    def bad(frame: pd.DataFrame) -> dict[str, bool | None]:
+        return frame["bad"].astype(object).where(frame["bad"].notna(), None).to_dict()
+
+    pd_label = _labels(observed_book, load_params(REPO / "params.yaml"), tmp_path / "pd")
+    delay = _labels(observed_book, load_params(DELAY_PARAMS), tmp_path / "delay")
+    assert pd_label["in_default"].to_dict() == {b: False for b in INVOICES}
+    assert bad(pd_label) == {"day30": True, "day31": True, "day1": True, "late_at_a": True,
+                             "paid_later": False, "paid_before": False, "paid_on_day": False}
+    # the 30-day label of the longer book is the one of test_the_30_day_label
+    assert delay["in_default"].to_dict() == {b: b == "late_at_a" for b in INVOICES}
+    assert bad(delay) == {"day30": True, "day31": False, "day1": True, "late_at_a": None,
+                          "paid_later": True, "paid_before": False, "paid_on_day": False}
+    differ = sorted(b for b in INVOICES if bad(pd_label)[b] != bad(delay)[b])
+    assert differ == ["day31", "late_at_a", "paid_later"]
 
 
 def test_the_features_status_follows_the_30_day_threshold(hand_book: Book,

@@ -29,13 +29,7 @@ from typer.testing import CliRunner
 from riskmodel import pipeline
 from riskmodel.cli import app
 from riskmodel.data.book import Book
-from riskmodel.decisions.limits import (
-    OUTPUT_SCHEMA,
-    decide,
-    fmt_amount,
-    fmt_percent,
-    output_table,
-)
+from riskmodel.decisions.limits import decide, fmt_amount, fmt_percent, output_table
 from riskmodel.params import Params, parse_params
 
 runner = CliRunner()
@@ -385,8 +379,183 @@ def test_a_line_without_supplier_covers_the_buyers_trading_with_everyone(
                                "outstanding with you over the last 12 months is 6,000.")
 
 
+# --------------------------------------------------------------------------- edges and boundaries
+
+# A second book, validated with observed_until TODAY (2024-09-30, a quarter after A) while the
+# scores are as of A: the book knows payments made after A, the decisions must not. Every buyer
+# but KR, H180, H179, W365 and W364 has an invoice of 2023-01-01 for its history; "need" is
+# 36,500 issued 2024-03-01 on 30 days and paid on time: 36,500 x 30 / 365 = 3,000.
+HIST = "2023-01-01", "2023-01-31", 1000, "2023-01-31"
+NEED = "2024-03-01", "2024-03-31", 36500, "2024-03-31"
+EDGE_INVOICES = [
+    # KR: 121 days of history (first invoice 2024-03-01); grade 5 on a revenue of 100,000
+    inv("kr1", "KR", "S1", *NEED),
+    # KP: 120,000 due 2024-02-01, paid 2024-08-15 (after A): open and 150 days past due at A;
+    # an invoice issued after A counts for nothing
+    inv("kp0", "KP", "S1", *HIST),
+    inv("kp1", "KP", "S1", "2024-01-01", "2024-02-01", 120000, "2024-08-15"),
+    inv("kp2", "KP", "S1", "2024-07-15", "2024-08-14", 50000),
+    # K90, K91: 100 open and due 2024-04-01 (90 days past due at A) or 2024-03-31 (91)
+    inv("k90a", "K90", "S1", *HIST), inv("k90b", "K90", "S1", *NEED),
+    inv("k90c", "K90", "S1", "2024-03-02", "2024-04-01", 100),
+    inv("k91a", "K91", "S1", *HIST), inv("k91b", "K91", "S1", *NEED),
+    inv("k91c", "K91", "S1", "2024-03-01", "2024-03-31", 100),
+    # H180, H179: first (and only) invoice 180 and 179 days before A
+    inv("h180", "H180", "S1", "2024-01-02", "2024-02-01", 36500, "2024-02-01"),
+    inv("h179", "H179", "S1", "2024-01-03", "2024-02-02", 36500, "2024-02-02"),
+    # M9000, M9001: need 3,000; requests of exactly 3 x 3,000 and one more
+    inv("m0a", "M9000", "S1", *HIST), inv("m0b", "M9000", "S1", *NEED),
+    inv("m1a", "M9001", "S1", *HIST), inv("m1b", "M9001", "S1", *NEED),
+    # W365, W364: one invoice issued on A - 365 (outside the 12 months (A - 365, A]) or A - 364
+    inv("w365", "W365", "S1", "2023-07-01", "2023-07-31", 36500, "2023-07-31"),
+    inv("w364", "W364", "S1", "2023-07-02", "2023-08-01", 36500, "2023-08-01"),
+    # KT: grade 5 on a revenue of 100,000 (cap 4,000) at PD 50% (1,000 / (0.5 x 0.5) = 4,000)
+    inv("kt0", "KT", "S1", *HIST), inv("kt1", "KT", "S1", *NEED),
+    # KE: 36,500 on 60 days paid 10 days early
+    inv("ke0", "KE", "S1", *HIST),
+    inv("ke1", "KE", "S1", "2024-03-01", "2024-04-30", 36500, "2024-04-20"),
+    # KC: a buyer in Italy, a country the model never saw
+    inv("kc0", "KC", "S1", *HIST), inv("kc1", "KC", "S1", *NEED),
+]
+EDGE_BUYERS = [buyer("KR", 1e5), buyer("KP", 1e6), buyer("K90", 1e6), buyer("K91", 1e6),
+               buyer("H180", 1e6), buyer("H179", 1e6), buyer("M9000", 1e6),
+               buyer("M9001", 1e6), buyer("W365", 1e6), buyer("W364", 1e6),
+               buyer("KT", 1e5), buyer("KE", 1e6), buyer("KC", 1e6, "IT")]
+EDGE_SCORES = [("KR", "scored", 0.02, "5"), ("KP", "scored", 0.01, "4"),
+               ("KT", "scored", 0.5, "5"),
+               *[(b, "scored", 0.01, "3") for b in ("K90", "K91", "H180", "H179", "M9000",
+                                                     "M9001", "W365", "W364", "KE", "KC")]]
+EDGE_LINES = [("KR", "S1", 0, 6000), ("KP", "S1", 10000, 30000), ("K90", "S1", 1000, 2000),
+              ("K91", "S1", 1000, 2000), ("H180", "S1", 1000, 2000),
+              ("H179", "S1", 1000, 2000), ("M9000", "S1", 1000, 9000),
+              ("M9001", "S1", 1000, 9001), ("W365", "S1", 1000, None),
+              ("W364", "S1", 1000, None), ("KT", "S1", 1000, 5000), ("KE", "S1", 1000, None),
+              ("KC", "S1", 1000, 2000)]
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("edges")
+    book = make_book(root, EDGE_INVOICES, EDGE_BUYERS, [], as_of=TODAY)
+    assert book.observed_until == TODAY
+    model = write_model(root / "model", ["C", "G"], ["DE", "FR"])
+    scores = write_scores(root / "scores", EDGE_SCORES, book, model_uri=str(model))
+    lines = root / "lines.csv"
+    lines_frame(EDGE_LINES).to_csv(lines, index=False)
+    out = root / "limits.csv"
+    code, text = cli("limits", "--scores", scores, "--exposures", lines, "--book", book.path,
+                     "--out", out, "--params", write_params(root / "params.yaml"))
+    assert code == 0, text
+    assert "limits for 13 lines of 13 buyers at 2024-06-30 (buyer-risk v7)" in text
+    assert "approve 5, reduce 3, decline 1, refer 4" in text
+    return read_out(out)
+
+
+def test_a_referral_ranks_over_a_reduction_and_shows_the_policys_limit(
+        edges: pd.DataFrame) -> None:
+    row = line(edges, "KR", "S1")
+    # grade 5 allows 4% of 100,000 = 4,000 < the 6,000 asked (within 3 x the need of 3,000)
+    assert row["grade_cap"] == 4000 and row["el_cap"] == pytest.approx(1000 / (0.02 * 0.5))
+    assert row["recommended_limit"] == 4000
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L02;L13"
+    assert row["sentence"] == (
+        "Refer to a credit manager: only 121 days of payment history (fewer than 180). The "
+        "policy alone gives 4,000 (requested 6,000).")
+
+
+def test_a_payment_after_the_as_of_date_is_not_known(edges: pd.DataFrame) -> None:
+    row = line(edges, "KP", "S1")
+    # kp1 is open at A (paid 2024-08-15) and 150 days past due: no increase above 10,000;
+    # kp2, issued after A, is neither open nor invoiced at A
+    assert row["open_receivables"] == 120000
+    assert row["need"] == pytest.approx(round(120000 * 31 / 365, 2))
+    assert row["recommended_limit"] == 10000
+    assert row["decision"] == "reduce" and row["decision_reasons"] == "L07;L10"
+    assert row["sentence"] == (
+        "Reduce to 10,000 (requested 30,000): an invoice is 150 days past due, so the limit "
+        "is not raised above the current 10,000. Open receivables of 120,000 exceed the limit "
+        "by 110,000; the excess is not insured.")
+
+
+def test_overdue_means_more_than_90_days_past_due(edges: pd.DataFrame) -> None:
+    k90, k91 = line(edges, "K90", "S1"), line(edges, "K91", "S1")
+    for row in (k90, k91):
+        assert row["open_receivables"] == 100
+        assert row["need"] == pytest.approx(round(36600 * 30 / 365, 2))
+    assert k90["recommended_limit"] == 2000
+    assert k90["decision"] == "approve" and k90["decision_reasons"] == ""
+    assert k91["recommended_limit"] == 1000
+    assert k91["decision"] == "reduce" and k91["decision_reasons"] == "L07"
+    assert k91["sentence"] == (
+        "Reduce to 1,000 (requested 2,000): an invoice is 91 days past due, so the limit is "
+        "not raised above the current 1,000.")
+
+
+def test_history_of_exactly_min_history_days_is_enough(edges: pd.DataFrame) -> None:
+    h180, h179 = line(edges, "H180", "S1"), line(edges, "H179", "S1")
+    assert h180["decision"] == "approve" and h180["decision_reasons"] == ""
+    assert h180["recommended_limit"] == 2000
+    assert h179["decision"] == "refer" and h179["decision_reasons"] == "L13"
+    assert h179["sentence"] == (
+        "Refer to a credit manager: only 179 days of payment history (fewer than 180). The "
+        "policy alone gives 2,000 (requested 2,000).")
+
+
+def test_a_request_of_exactly_three_times_the_need_is_not_referred(
+        edges: pd.DataFrame) -> None:
+    m0, m1 = line(edges, "M9000", "S1"), line(edges, "M9001", "S1")
+    assert m0["need"] == 3000 and m1["need"] == 3000
+    assert m0["decision"] == "approve" and m0["decision_reasons"] == ""
+    assert m0["recommended_limit"] == 9000
+    assert m0["sentence"] == "Approve 9,000 as requested (grade 3, PD 1.0%)."
+    assert m1["decision"] == "refer" and m1["decision_reasons"] == "L16"
+    assert m1["recommended_limit"] == 9001
+    assert m1["sentence"] == (
+        "Refer to a credit manager: the request of 9,001 is more than 3 times the need of "
+        "3,000. The policy alone gives 9,001 (requested 9,001).")
+
+
+def test_the_twelve_months_start_the_day_after_a_minus_365(edges: pd.DataFrame) -> None:
+    out, into = line(edges, "W365", "S1"), line(edges, "W364", "S1")
+    assert out["need"] == 0 and out["recommended_limit"] == 0
+    assert out["decision"] == "decline" and out["decision_reasons"] == "L05;L08"
+    assert into["need"] == 3000 and into["recommended_limit"] == 3000
+    assert into["decision"] == "approve" and into["decision_reasons"] == "L05"
+    assert into["sentence"] == ("Increase to 3,000 (current 1,000): the buyer's usual "
+                                "outstanding with you over the last 12 months is 3,000.")
+
+
+def test_equal_caps_are_reported_as_the_grade_cap(edges: pd.DataFrame) -> None:
+    row = line(edges, "KT", "S1")
+    assert row["grade_cap"] == row["el_cap"] == 4000
+    assert row["recommended_limit"] == 4000
+    assert row["decision"] == "reduce" and row["decision_reasons"] == "L02"
+    assert row["sentence"] == ("Reduce to 4,000 (requested 5,000): grade 5 allows 4% of the "
+                               "buyer's annual revenue of 100,000, 4,000.")
+
+
+def test_an_early_payer_needs_its_terms_only(edges: pd.DataFrame) -> None:
+    row = line(edges, "KE", "S1")
+    # paid 10 days early: days beyond terms -10 count as 0, 36,500 x 60 / 365
+    assert row["need"] == 6000 and row["recommended_limit"] == 6000
+    assert row["decision"] == "approve" and row["decision_reasons"] == "L05"
+
+
+def test_a_country_the_model_never_saw_is_referred(edges: pd.DataFrame) -> None:
+    row = line(edges, "KC", "S1")
+    assert row["recommended_limit"] == 2000
+    assert row["decision"] == "refer" and row["decision_reasons"] == "L15"
+    assert row["sentence"] == ("Refer to a credit manager: country IT was never seen by the "
+                               "model. The policy alone gives 2,000 (requested 2,000).")
+
+
 def test_the_output_has_the_documented_columns_one_row_per_line(result: pd.DataFrame) -> None:
-    assert list(result.columns) == OUTPUT_SCHEMA.names
+    # the table "The output" of docs/decisions.md, in its order
+    assert list(result.columns) == [
+        "buyer_id", "supplier_id", "as_of", "grade", "pd", "current_limit", "requested_limit",
+        "need", "open_receivables", "revenue", "revenue_source", "grade_cap", "el_cap",
+        "recommended_limit", "decision", "decision_reasons", "sentence", "model_name",
+        "model_version"]
     assert len(result) == len(LINES)
 
 
@@ -521,17 +690,21 @@ PRM = parse_params(POLICY).limits
 
 @st.composite
 def books(draw: st.DrawFn) -> pd.DataFrame:
-    """Lines of 1-3 buyers, 1-4 lines each, with anything the policy reads."""
+    """Lines of 1-3 buyers, 1-4 lines each, with anything the policy reads: a buyer scored
+    (PD 0 included), in default, without recent history (no PD) or absent from the scores
+    (no status, no PD)."""
     rows = []
     for b in range(draw(st.integers(1, 3))):
-        rank = draw(st.one_of(st.none(), st.integers(1, 11)))
-        pdv = None if rank is None else (1.0 if rank == 11 else
-                                         draw(st.floats(0.0001, 0.6)))
-        status = ("no_recent_history" if rank is None else
-                  "in_default" if rank == 11 else "scored")
+        kind = draw(st.sampled_from(["scored", "in_default", "no_recent_history", "absent"]))
+        rank = (draw(st.integers(1, 10)) if kind == "scored" else
+                11 if kind == "in_default" else None)
+        pdv = (draw(st.one_of(st.just(0.0), st.floats(0.0001, 0.6))) if kind == "scored" else
+               1.0 if kind == "in_default" else None)
+        status = None if kind == "absent" else kind
         revenue = draw(st.floats(0, 1e8))
         dpd = draw(st.one_of(st.none(), st.integers(-60, 400)))
         history = draw(st.one_of(st.none(), st.integers(0, 3000)))
+        industry_seen, country_seen = draw(st.booleans()), draw(st.booleans())
         for s in range(draw(st.integers(1, 4))):
             rows.append(dict(
                 buyer_id=f"B{b}", supplier_id=f"S{s}",
@@ -544,8 +717,9 @@ def books(draw: st.DrawFn) -> pd.DataFrame:
                 status=status, pd=pdv,
                 grade=None if rank is None else ("D" if rank == 11 else str(rank)),
                 grade_rank=rank, history_days=history, max_dpd=dpd, industry="C",
-                country="DE", industry_seen=draw(st.booleans()), country_seen=True))
+                country="DE", industry_seen=industry_seen, country_seen=country_seen))
     frame = pd.DataFrame(rows)
+    frame["status"] = frame["status"].astype(object)
     frame["requested_limit"] = frame["requested_limit"].astype(float)
     frame["pd"] = frame["pd"].astype(float)
     frame["grade_rank"] = frame["grade_rank"].astype(float)
@@ -588,6 +762,37 @@ def test_never_above_the_request_nor_the_caps(frame: pd.DataFrame) -> None:
 
 
 @FAST
+@given(books())
+def test_decisions_follow_the_rules_on_any_lines(frame: pd.DataFrame) -> None:
+    got = decide(frame, PRM)
+    dec, rec = got["decision"], got["recommended_limit"]
+    cur, req = got["current_limit"], got["requested_limit"]
+    has_pd = got["pd"].notna()
+    is_d = got["grade"] == "D"
+    status = got["status"]
+    # grade D: declined, never referred
+    assert (dec[is_d] == "decline").all()
+    # a limit of 0 where the request (else the current limit) is above 0: declined, never
+    # referred, whatever the referral reasons
+    ref = req.fillna(cur)
+    assert (dec[has_pd & (rec == 0) & (ref > 0)] == "decline").all()
+    # the referral reasons (L11-L16), from the inputs
+    absent, no_recent = status.isna(), status == "no_recent_history"
+    history = got["history_days"]
+    short = ~absent & ~no_recent & (history.isna() | (history < PRM.min_history_days))
+    big_ask = req.notna() & (req > PRM.refer_request_multiple * got["need"])
+    reason = (absent | no_recent | short | ~got["industry_seen"] | ~got["country_seen"]
+              | big_ask)
+    # referred only for a reason or without a PD, and always then unless declined
+    assert (reason | ~has_pd)[dec == "refer"].all()
+    assert (dec[(reason | ~has_pd) & (dec != "decline")] == "refer").all()
+    assert (got.loc[absent, "decision_reasons"].str.contains("L12")).all()
+    # more than 90 days past due: never above the current limit
+    overdue = has_pd & (got["max_dpd"] > PRM.overdue_days)
+    assert (rec[overdue] <= np.maximum(cur[overdue], 0)).all()
+
+
+@FAST
 @given(books(), st.integers(1, 10), st.integers(0, 10), st.floats(0.0001, 0.3),
        st.floats(0, 0.3))
 def test_a_worse_grade_never_gets_a_larger_cap(frame: pd.DataFrame, g: int, worse: int,
@@ -620,9 +825,7 @@ def test_identical_inputs_give_identical_bytes_in_any_row_order(frame: pd.DataFr
 
     order = list(range(len(frame)))
     rnd.shuffle(order)
-    once = written(frame)
-    assert written(frame) == once
-    assert written(frame.iloc[order].reset_index(drop=True)) == once
+    assert written(frame.iloc[order].reset_index(drop=True)) == written(frame)
 
 
 # --------------------------------------------------------------------------- demo credit lines

@@ -292,18 +292,33 @@ def test_credit_limits_by_decision(world) -> None:
                                                     ("approve", "reduce", "decline", "refer")]
 
 
+#: the lines reduced, declined or referred, by the amount asked (the request, else the current
+#: limit), largest first, then by buyer and supplier: BD 50,000, BO 30,000, XSS 24,000, BZ/S2
+#: 10,000 (current), BQ 9,001, BR/S1 5,000, BS and BZ/S3 3,000, BU 2,500, BR/S2 2,000,
+#: BX 800, BN 500 (current)
+LARGEST = [("BD", "S1", "decline"), ("BO", "S1", "reduce"), (XSS_BUYER, "S1", "reduce"),
+           ("BZ", "S2", "reduce"), ("BQ", "S1", "refer"), ("BR", "S1", "reduce"),
+           ("BS", "S1", "refer"), ("BZ", "S3", "decline"), ("BU", "S1", "refer"),
+           ("BR", "S2", "reduce"), ("BX", "S1", "refer"), ("BN", "S1", "refer")]
+#: the watch list by exposure at risk, PD x the buyer's credit limits: BD 1.0 x 20,000,
+#: XSS 0.2 x 8,000, BR 0.02 x 4,000, BQ 0.01 x 2,000
+WATCHED = ["BD", XSS_BUYER, "BR", "BQ"]
+#: expected loss by industry and country, largest first (grades in the master scale's order)
+EL_ORDER = {"grade": ["2", "3", "4", "5", "9", "D", "none"],
+            "industry": ["C", "G", XSS_INDUSTRY], "country": ["DE", "FR"]}
+#: the limits in force by buyer, largest first, then by buyer id
+CONCENTRATION = ["BA", XSS_BUYER, "BO", "BZ", "BW", "BR", "BQ", "BU", "BX", "BN"]
+
+
 def test_the_largest_reductions_declines_and_referrals(world) -> None:
     lim = pd.read_parquet(world["limits"])
-    hit = lim[lim["decision"].isin(["reduce", "decline", "refer"])].copy()
-    hit["asked"] = hit["requested_limit"].fillna(hit["current_limit"])
-    hit["sup"] = hit["supplier_id"].fillna("")
-    hit = hit.sort_values(["asked", "buyer_id", "sup"], ascending=[False, True, True]).head(20)
+    lim["sup"] = lim["supplier_id"].fillna("")
+    hit = lim.set_index(["buyer_id", "sup"]).loc[[(b, s) for b, s, _ in LARGEST]].reset_index()
     table = Tables(section(world["page"], "credit-limits")).tables[
         "largest reductions, declines and referrals"]
     assert table[0][:3] == ["buyer", "supplier", "decision"] and table[0][-1] == "sentence"
     rows = body(table)
-    assert [(r[0], r[1], r[2]) for r in rows] == list(zip(
-        hit["buyer_id"], hit["supplier_id"].fillna(""), hit["decision"], strict=True))
+    assert [(r[0], r[1], r[2]) for r in rows] == LARGEST
     assert [r[-1] for r in rows] == list(hit["sentence"])
     for col, name in ((5, "current_limit"), (6, "requested_limit"), (7, "recommended_limit")):
         assert [r[col] for r in rows] == [amount(x) if pd.notna(x) else "" for x in hit[name]]
@@ -324,8 +339,8 @@ def test_the_watch_list_by_exposure_at_risk(world) -> None:
     first = wl.loc[wl["exposure_at_risk"].idxmax()]
     assert rows[0][0] == first["buyer_id"] == "BD"
     assert rows[0][2] == "8 \u2192 D" and rows[0][5] == amount(first["exposure_at_risk"])
-    ordered = wl.sort_values(["exposure_at_risk", "buyer_id"], ascending=[False, True])
-    assert [r[0] for r in rows] == list(ordered["buyer_id"])
+    assert [r[0] for r in rows] == WATCHED
+    assert [r[5] for r in rows] == ["20,000", "1,600", "80", "20"]
     mine = next(r for r in rows if r[0] == XSS_BUYER)
     assert mine[1] == "downgrade, PD doubled"
     assert mine[2] == "6 \u2192 9" and mine[3] == "5.00% \u2192 20.0%"
@@ -345,7 +360,8 @@ def test_the_migration_matrix_and_the_psi(world) -> None:
     table = got["grade migration matrix"]
     labels = [c for c in matrix.columns if c != "previous_grade"]
     assert table[0] == ["previous \\ current", *labels, "total"]
-    for row, (_, want) in zip(body(table), matrix.iterrows(), strict=False):
+    assert len(matrix) == 12 and len(body(table)) == len(matrix) + 1  # and the total
+    for row, (_, want) in zip(body(table)[:-1], matrix.iterrows(), strict=True):
         assert row[0] == want["previous_grade"]
         assert row[1:-1] == [f"{int(want[c]):,}" for c in labels]
     counts = matrix[labels].astype(int)
@@ -372,9 +388,8 @@ def test_expected_loss_by_grade_industry_and_country(world) -> None:
         view = pd.read_csv(world["views"] / f"el_by_{key}.csv", dtype={key: str},
                            keep_default_na=False, na_values={"el_rate": [""]})
         rows = body(got[f"expected loss by {key}"])
-        if key != "grade":
-            view = view.sort_values(["expected_loss", key], ascending=[False, True])
-        assert [r[0] for r in rows] == list(view[key])
+        assert [r[0] for r in rows] == EL_ORDER[key]
+        view = view.set_index(key).loc[EL_ORDER[key]].reset_index()
         assert [r[4] for r in rows] == [amount(v) for v in view["expected_loss"]]
         assert [r[3] for r in rows] == [amount(v) for v in view["limit"]]
         assert [r[1] for r in rows] == [f"{v:,}" for v in view["lines"]]
@@ -389,7 +404,7 @@ def test_concentration_herfindahl_and_economics(world) -> None:
     conc = pd.read_csv(world["views"] / "concentration.csv", dtype={"buyer_id": str})
     part = section(world["page"], "portfolio-risk")
     rows = body(Tables(part).tables["largest exposures"])
-    assert [r[1] for r in rows] == list(conc["buyer_id"].head(10))
+    assert [r[1] for r in rows] == CONCENTRATION == list(conc["buyer_id"])
     assert [r[5] for r in rows] == [amount(v) for v in conc["limit"].head(10)]
     text = text_of(part)
     m = re.search(r"Herfindahl index ([0-9.]+)", text)
@@ -407,6 +422,43 @@ def test_concentration_herfindahl_and_economics(world) -> None:
         f"{eco['loss_ratio']:.1%}"
     assert by_label["insured exposure (limits in force)"] == amount(pf["insured_exposure"])
     assert str(world["views"] / "bank_coverage.csv") in text
+
+
+def test_the_row_limits_and_the_others_row(world, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for 3 reductions, 2 watched buyers, 3 exposures and 1 category a chart, the
+    lists stop there and the categories beyond the first are summed into one row."""
+    from riskmodel.explain import report as rep
+
+    monkeypatch.setattr(rep, "LIMIT_ROWS", 3)
+    monkeypatch.setattr(rep, "WATCH_ROWS", 2)
+    monkeypatch.setattr(rep, "CONCENTRATION_ROWS", 3)
+    monkeypatch.setattr(rep, "CHART_CATEGORIES", 1)
+    out = tmp_path / "r.html"
+    code, text = report(world, out, "--limits", world["limits"], "--views", world["views"],
+                        "--watch", world["watch"])
+    assert code == 0, text
+    page = out.read_text(encoding="utf-8")
+    limits = Tables(section(page, "credit-limits")).tables
+    assert [tuple(r[:3]) for r in body(limits["largest reductions, declines and referrals"])] \
+        == LARGEST[:3]
+    assert "The 3 largest reductions, declines and referrals" in text_of(
+        section(page, "credit-limits"))
+    # the counts by decision still cover every line
+    assert body(limits["credit lines by decision"])[-1][1] == "15"
+    watched = Tables(section(page, "watch-list")).tables["watch list by exposure at risk"]
+    assert [r[0] for r in body(watched)] == WATCHED[:2]
+    assert "4 buyers on the watch list" in text_of(section(page, "watch-list"))
+    risk = Tables(section(page, "portfolio-risk")).tables
+    assert [r[1] for r in body(risk["largest exposures"])] == CONCENTRATION[:3]
+    # industries: C 1,210, then G (3 lines, 39) and the markup one (1 line, 10) summed
+    industry = body(risk["expected loss by industry"])
+    assert [r[0] for r in industry] == ["C", "2 others"]
+    assert [r[1] for r in industry] == ["11", "4"] and [r[4] for r in industry] == \
+        ["1,210", "49"]
+    assert [r[0] for r in body(risk["expected loss by country"])] == ["DE", "1 others"]
+    # the grades are never cut
+    assert [r[0] for r in body(risk["expected loss by grade"])] == EL_ORDER["grade"]
 
 
 # --------------------------------------------------------------------------- the page

@@ -28,6 +28,20 @@ Supplier S2 (invoiced: 4,000 + 1,000 + 3,000 + 1,000 = 9,000):
 
   DSO before (4,000 x 65 + 1,000 x 29 + 3,000 x 10 + 1,000 x 20) / 9,000 = 37.67,
   after (4,000 x 35 + 1,000 x 29 + 3,000 x 10 + 1,000 x 0) / 9,000 = 22.11.
+
+Supplier S3 (invoiced 2,000 + 1,000 = 3,000), with T4 (grade 1) and T5 (not in the scores):
+
+* k1  T4  2,000  issued 2024-02-01 on 30 days, paid on time: 30 days (30 <= 60: kept);
+* m1  T5  1,000  issued 2024-01-01 on 90 days, paid 2024-04-10 (10 late): 100 days; T5 has
+  no grade, so no maximum: kept.
+
+  DSO before and after (2,000 x 30 + 1,000 x 100) / 3,000 = 53.33.
+
+Supplier S4 invoiced nothing in the window: k2 (T4, 500, issued 2023-06-01 on 30 days, paid
+2023-07-11, 10 days late) was outstanding 10 days inside it, but S4 has no DSO and no row.
+
+Invoices without supplier_id: m2 (T5, 3,000, issued 2024-05-01 on 30 days, paid 2024-06-06,
+6 days late): 36 days before and after, in one group with an empty supplier_id.
 """
 
 from __future__ import annotations
@@ -50,11 +64,16 @@ INVOICES = [
     inv("j2", "T3", "S2", "2024-06-01", "2024-07-01", 1000),
     inv("j3", "T1", "S2", "2024-04-01", "2024-04-16", 3000, "2024-04-11"),
     inv("j4", "T3", "S2", "2023-12-01", "2023-12-31", 1000, "2023-12-21"),
+    inv("k1", "T4", "S3", "2024-02-01", "2024-03-02", 2000, "2024-03-02"),
+    inv("k2", "T4", "S4", "2023-06-01", "2023-07-01", 500, "2023-07-11"),
+    inv("m1", "T5", "S3", "2024-01-01", "2024-03-31", 1000, "2024-04-10"),
+    inv("m2", "T5", None, "2024-05-01", "2024-05-31", 3000, "2024-06-06"),
 ]
-BUYERS = [buyer("T1", 1e6), buyer("T2", 1e6), buyer("T3", 1e6)]
+BUYERS = [buyer("T1", 1e6), buyer("T2", 1e6), buyer("T3", 1e6), buyer("T4", 1e6),
+          buyer("T5", 1e6)]
 EVENTS = [dict(buyer_id="T3", event_date="2024-06-15", event_type="default")]
 SCORES = [("T1", "scored", 0.001, "1"), ("T2", "scored", 0.04, "6"),
-          ("T3", "in_default", 1.0, "D")]
+          ("T3", "in_default", 1.0, "D"), ("T4", "scored", 0.001, "1")]  # T5: not scored
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +91,10 @@ def views(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_dso_before_and_after_the_recommended_terms(views: Path) -> None:
-    dso = pd.read_csv(views / "dso.csv").set_index("supplier_id")
-    assert list(dso.index) == ["S1", "S2"]
+    dso = pd.read_csv(views / "dso.csv", dtype={"supplier_id": str},
+                      keep_default_na=False).set_index("supplier_id")
+    # S4 invoiced nothing in the window: no row; invoices without supplier_id: ""
+    assert list(dso.index) == ["", "S1", "S2", "S3"]
     assert dso.loc["S1", "invoiced_12m"] == 3000 and dso.loc["S2", "invoiced_12m"] == 9000
     assert dso.loc["S1", "invoices_12m"] == 2 and dso.loc["S2", "invoices_12m"] == 4
     assert dso.loc["S1", "buyers"] == 2 and dso.loc["S2", "buyers"] == 3
@@ -87,6 +108,20 @@ def test_dso_before_and_after_the_recommended_terms(views: Path) -> None:
         (4000 * 35 + 1000 * 29 + 3000 * 10 + 1000 * 0) / 9000, abs=0.005)
     assert dso.loc["S2", "dso_change"] == pytest.approx(
         (140000 + 29000 + 30000) / 9000 - (260000 + 29000 + 30000 + 20000) / 9000, abs=0.01)
+
+
+def test_buyers_without_a_grade_keep_their_terms(views: Path) -> None:
+    dso = pd.read_csv(views / "dso.csv", dtype={"supplier_id": str},
+                      keep_default_na=False).set_index("supplier_id")
+    s3 = dso.loc["S3"]
+    assert (s3["buyers"], s3["invoices_12m"], s3["invoiced_12m"]) == (2, 2, 3000)
+    # m1 (T5, no grade) stays on its 90 days
+    assert s3["dso_before"] == s3["dso_after"] == round((2000 * 30 + 1000 * 100) / 3000, 2)
+    assert s3["dso_change"] == 0
+    none = dso.loc[""]
+    assert (none["buyers"], none["invoices_12m"], none["invoiced_12m"]) == (1, 1, 3000)
+    assert none["dso_before"] == none["dso_after"] == 36 and none["dso_change"] == 0
+    assert set(dso["as_of"]) == {"2024-06-30"}
 
 
 def test_terms_per_buyer(views: Path) -> None:
@@ -105,6 +140,26 @@ def test_terms_per_buyer(views: Path) -> None:
     assert t3["grade"] == "D" and t3["max_terms_days"] == 0
     assert t3["terms_action"] == "cash_in_advance"
     assert t3["invoiced_12m"] == 2000
+
+
+def test_terms_to_keep_and_buyers_without_a_grade(views: Path) -> None:
+    terms = pd.read_csv(views / "terms.csv", dtype=str, keep_default_na=False)
+    assert terms["buyer_id"].tolist() == ["T1", "T2", "T3", "T4", "T5"]
+    t4, t5 = (terms.set_index("buyer_id").loc[b] for b in ("T4", "T5"))
+    # T4, grade 1 (60 days) on 30 days: keep; k2 (paid in the window, 10 days late) and k1
+    # (on time): (500 x 10 + 2,000 x 0) / 2,500 = 2 days beyond terms
+    assert (t4["status"], t4["grade"], t4["max_terms_days"]) == ("scored", "1", "60")
+    assert t4["terms_action"] == "keep"
+    assert float(t4["invoiced_12m"]) == 2000 and float(t4["current_terms_days"]) == 30
+    assert float(t4["days_beyond_terms"]) == 2 and float(t4["invoiced_over_max_share"]) == 0
+    # T5 is not in the scores: no status, no grade, no maximum, no recommendation
+    assert (t5["status"], t5["grade"], t5["max_terms_days"]) == ("", "", "")
+    assert t5["terms_action"] == "none"
+    assert float(t5["invoiced_over_max_share"]) == 0  # no maximum, nothing above it
+    assert float(t5["invoiced_12m"]) == 4000
+    assert float(t5["current_terms_days"]) == (1000 * 90 + 3000 * 30) / 4000
+    assert float(t5["days_beyond_terms"]) == (1000 * 10 + 3000 * 6) / 4000
+    assert set(terms["as_of"]) == {"2024-06-30"} and set(terms["model_version"]) == {"7"}
 
 
 def test_max_terms_by_grade_never_above_the_insurable_maximum() -> None:

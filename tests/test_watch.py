@@ -129,7 +129,8 @@ def scoring_output(path: Path, as_of: dt.date, rows: dict[str, tuple[Any, ...]],
 
 
 def runs(book: Book, root: Path, *, prev_fp: str | None = None, cur_fp: str | None = None,
-         cur_version: str = "4", delay_as_of: dt.date = CUR) -> dict[str, Path]:
+         cur_version: str = "4", delay_as_of: dt.date = CUR,
+         delay_fp: str | None = None) -> dict[str, Path]:
     fp = book.manifest.raw_fingerprint
     prev = {b: r[0] for b, r in RUNS.items() if r[0] is not None}
     cur = {b: r[1] for b, r in RUNS.items() if r[1] is not None}
@@ -141,7 +142,8 @@ def runs(book: Book, root: Path, *, prev_fp: str | None = None, cur_fp: str | No
         "current": scoring_output(root / "cur", CUR, cur, cur_fp or fp, version=cur_version,
                                   profile=cur_profile),
         "delay": scoring_output(root / "delay", delay_as_of,
-                                {b: (s, p) for b, (s, p) in DELAY.items()}, cur_fp or fp),
+                                {b: (s, p) for b, (s, p) in DELAY.items()},
+                                delay_fp or cur_fp or fp),
     }
 
 
@@ -360,6 +362,19 @@ def test_delay_scores_of_another_date(book: Book, tmp_path: Path) -> None:
     code, text = watch(book, paths, tmp_path / "w.parquet", "--delay", str(paths["delay"]))
     assert code == 2
     assert "--delay" in text and "not the current as-of date 2024-06-30" in text
+
+
+def test_delay_scores_of_other_data(book: Book, tmp_path: Path) -> None:
+    """docs/cli.md: exit 2 and nothing written when --delay is of other data than
+    --current."""
+    paths = runs(book, tmp_path, delay_fp="3" * 64)
+    fp = book.manifest.raw_fingerprint
+    code, text = watch(book, paths, tmp_path / "w.parquet", "--delay", str(paths["delay"]))
+    assert code == 2
+    assert text.startswith(f"error: --delay {paths['delay']} was scored from other data than "
+                           f"--current (fingerprints {'3' * 12} and {fp[:12]}): score both "
+                           "on the same book")
+    assert not list(tmp_path.glob("w.*"))
 
 
 @pytest.mark.parametrize("name", ["w.txt", "w"])
