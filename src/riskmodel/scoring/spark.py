@@ -17,6 +17,7 @@ with ``spark-submit pipelines/spark_score.py ...`` (the master and resources the
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from riskmodel.scoring.job import Between, Progress, between, timed
+from riskmodel.scoring.job import Between, Progress, ScoringError, between, timed
 from riskmodel.scoring.unit import ScoreJob, load_model, prepare_bucket, score_bucket
 
 if TYPE_CHECKING:
@@ -38,7 +39,11 @@ _CACHE: dict[Any, Any] = {}
 def session(master: str | None = None) -> SparkSession:
     """The Spark session to run in: ``master`` when given; else the session of
     ``spark-submit`` when this process was started by it; else ``local[*]``."""
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ScoringError("--engine spark needs PySpark, which is not installed: "
+                           "pip install -e '.[spark]' (and a Java 17 or later runtime)") from exc
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -51,10 +56,18 @@ def session(master: str | None = None) -> SparkSession:
         master = "local[*]"
     if master is not None:
         builder = builder.master(master)
-    spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.python.worker.reuse", "true")
-             .getOrCreate())
+    try:
+        spark = (builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                 .config("spark.ui.showConsoleProgress", "false")
+                 .config("spark.python.worker.reuse", "true")
+                 .getOrCreate())
+    except Exception as exc:  # PySpark's own errors: no Java, a master it cannot reach
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            raise ScoringError("--engine spark needs a Java 17 or later runtime, and `java` "
+                               "is not on the PATH (Debian: apt-get install "
+                               "openjdk-17-jre-headless)") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ScoringError(f"cannot start Spark (master {master!r}): {first}") from exc
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
