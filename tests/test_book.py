@@ -264,7 +264,7 @@ def test_parquet_parts_and_csv_give_the_same_book(tmp_path: Path, broken_raw: Pa
     a = build_book(src, tmp_path / "a", n_buckets=3, today=TODAY, batch_rows=2000)
     csv = tmp_path / "csv"
     csv.mkdir()
-    for name in ("invoices", "buyers", "events"):
+    for name in ("invoices", "buyers", "events", "exposures"):
         _read(src, name).to_csv(csv / f"{name}.csv", index=False)
     b = build_book(csv, tmp_path / "b", n_buckets=3, today=TODAY, batch_rows=100_000)
     assert a.report == b.report
