@@ -287,6 +287,17 @@ def test_score_psi_is_in_deciles_of_the_previous_pds() -> None:
     assert score_psi(previous, crossed) == pytest.approx(expected)
 
 
+def test_a_run_without_a_profile_has_no_feature_psi(book: Book, tmp_path: Path) -> None:
+    paths = runs(book, tmp_path)
+    (paths["previous"] / "_profile.parquet").unlink()
+    code, text = watch(book, paths, tmp_path / "w.parquet")
+    assert code == 0, text
+    assert f"note: no _profile.parquet in {paths['previous']}" in text
+    psi = pd.read_csv(tmp_path / "w.psi.csv", keep_default_na=False)
+    assert psi["kind"].tolist() == ["score"]
+    assert "features flagged: 0 act, 0 watch" in text
+
+
 def test_different_model_versions_are_said_and_feature_psi_is_left_out(
         book: Book, tmp_path: Path) -> None:
     paths = runs(book, tmp_path, cur_version="5")
