@@ -225,8 +225,9 @@ def profile_counts(model: RiskModel, frame: pd.DataFrame, rows: pa.Table) -> pa.
     schema = pa.schema([("feature", pa.string()), ("bin", pa.string()), ("rows", pa.int64())])
     if model.profile is None or not len(frame):
         return schema.empty_table()
-    scored = set(pc.filter(rows["buyer_id"], pc.equal(rows["status"], "scored")).to_pylist())
-    live = frame[frame["buyer_id"].isin(scored)]
+    scored = pc.filter(rows["buyer_id"], pc.equal(rows["status"], "scored"))
+    keep = pc.is_in(pa.array(frame["buyer_id"].to_numpy(), pa.string()), value_set=scored)
+    live = frame[keep.to_numpy(zero_copy_only=False)]
     return pa.Table.from_pandas(bin_counts(model.profile, live), schema=schema,
                                 preserve_index=False)
 
